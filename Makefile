@@ -1,0 +1,39 @@
+# kd_det — the two commands:
+#   make demo   set up .venv, make the digits data, train teacher / student / distilled student
+#               on the CPU, evaluate all three with COCO mAP and export the student
+#   make test   set up .venv, lint, and run the default (fast) test suite
+# Both run scripts/setup.sh first (idempotent: seconds once the environment exists).
+
+PY := .venv/bin/python
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup data demo test test-slow lint format benchmark theory
+
+setup:
+	@bash scripts/setup.sh
+
+data: setup
+	$(PY) tools/make_digits.py --out data/digits
+
+demo: setup
+	$(PY) tools/demo.py
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: setup
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+test: lint
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+benchmark: setup
+	$(PY) tools/benchmark.py configs/demo/retinanet_pkd-logsum_digits.py
+
+theory: setup
+	$(PY) tools/theory/run_claims.py --out outputs/theory

@@ -1,0 +1,45 @@
+"""Hinton-style logit distillation with a softmax over the class dimension."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from kd_det.losses.feature import check_pair, to_samples
+from kd_det.registry import MODELS
+
+__all__ = ["LogitKDLoss"]
+
+
+@MODELS.register_module()
+class LogitKDLoss(nn.Module):
+    """Softmax knowledge distillation (Hinton et al.).
+
+    ``L = w · τ² · mean_n KL( softmax(t_n/τ) ‖ softmax(s_n/τ) )``
+
+    with the softmax over the class dimension 1 and ``n`` running over the rows of ``[B, K]``
+    logits, or over every location of every image of dense ``[B, K, H, W]`` logits.
+
+    Args:
+        tau: temperature ``τ`` (seed 001 pairs its feature loss with ``τ = 1``).
+        loss_weight: ``w``.
+    """
+
+    input_kind: ClassVar[str] = "logits"
+
+    def __init__(self, tau: float = 1.0, loss_weight: float = 1.0) -> None:
+        super().__init__()
+        if not tau > 0:
+            raise ValueError(f"LogitKDLoss: tau must be > 0, got {tau}")
+        self.tau = float(tau)
+        self.loss_weight = float(loss_weight)
+
+    def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
+        """Return the weighted, ``τ²``-scaled mean KL divergence from teacher to student."""
+        s, t = check_pair(student, teacher, min_ndim=2, name=type(self).__name__)
+        log_p_s = F.log_softmax(to_samples(s) / self.tau, dim=1)
+        log_p_t = F.log_softmax(to_samples(t) / self.tau, dim=1)
+        kl = F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
+        return self.loss_weight * self.tau**2 * kl

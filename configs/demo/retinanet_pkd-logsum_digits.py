@@ -3,7 +3,7 @@
 # plus sigmoid KD on the classification logits. Train the teacher first:
 #   python tools/train.py configs/demo/retinanet_teacher_digits.py
 _base_ = [
-    '../_base_/models/digits_detectors.py', '../_base_/datasets/digits_detection.py',
+    '../_base_/models/digits_retinanet.py', '../_base_/datasets/digits_detection.py',
     '../_base_/schedules/digits_adamw.py', '../_base_/digits_runtime.py'
 ]
 model = dict(

@@ -65,6 +65,7 @@ class DistillTerm(nn.Module):
         except ValueError as err:
             raise ValueError(f"distill term {name!r}: {err}") from err
         self.register_buffer("pairs", torch.tensor(pairs, dtype=torch.long).reshape(-1, 2))
+        self._pairs = [tuple(p) for p in pairs]  # a load is checked to restore the same pairs
         self.pair_labels = [(student_labels[i], teacher_labels[j]) for i, j in pairs]
 
         self.student_connectors = nn.ModuleList()
@@ -132,12 +133,13 @@ class DistillTerm(nn.Module):
 
     def forward(self, student_layers: list[Tensor], teacher_layers: list[Tensor]) -> Tensor:
         total: Tensor | None = None
-        for k, (i, j) in enumerate(self.pairs.tolist()):
+        for k, (i, j) in enumerate(self._pairs):
             s = self.student_connectors[k](student_layers[i].float())
-            t = teacher_layers[j].float()
-            if t.dim() == 4 and t.shape[2:] != s.shape[2:]:
-                t = F.interpolate(t, size=s.shape[2:], mode="bilinear", align_corners=False)
-            t = self.teacher_connectors[k](t)
+            with torch.no_grad():  # the teacher side is a constant target
+                t = teacher_layers[j].float()
+                if t.dim() == 4 and t.shape[2:] != s.shape[2:]:
+                    t = F.interpolate(t, size=s.shape[2:], mode="bilinear", align_corners=False)
+                t = self.teacher_connectors[k](t)
             value = self.loss(s, t)
             total = value if total is None else total + value
         if total is None:  # a 'none' mapping: logit-only setups keep the term for logging

@@ -1,0 +1,485 @@
+"""Measure what distillation costs per training iteration, beside its lower bound.
+
+Three modes run on the same preprocessed batches, interleaved round by round so that drift
+and background load touch all of them alike:
+
+* ``student``: the student trained alone — ``student.loss`` + ``parse_losses`` + backward +
+  optimizer step, with an optimizer wrapper (the config's ``optim_wrapper``) over the
+  student's parameters only.
+* ``distill``: the distiller's ``train_step`` minus data preprocessing — ``distiller.loss``
+  (teacher forward, student forward, distill terms) + ``parse_losses`` + backward + step, with
+  an optimizer wrapper over all the distiller's parameters (student and connectors).
+* ``bound``: the lower bound of any distiller — ``distiller.teacher_forward`` (teacher run
+  under ``no_grad`` only as far as the deepest layer a term needs) followed by the
+  ``student`` step.
+
+All modes share one distiller (its ``student`` is the ``student`` mode's model), so every
+optimizer step of one mode changes the weights the others use next; that is immaterial for
+time and memory, which do not depend on the weights' values.
+
+Peak memory is measured per mode by :func:`measure_memory`, meant to run in a fresh process
+that runs only that mode (``tools/benchmark.py --only MODE``): on CUDA the peak of
+``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``; on CPU the process's
+peak resident set size during the steps (see :class:`MemoryResult`), which needs a process
+of its own because memory one mode frees stays resident for the next.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.optim import OptimWrapper, build_optim_wrapper
+from mmengine.registry import MODELS, init_default_scope
+from mmengine.runner import Runner
+from mmengine.utils import import_modules_from_strings
+from torch import nn
+
+MODES = ("student", "distill", "bound")
+MODE_LABELS = {
+    "student": "(a) student alone",
+    "distill": "(b) distillation step",
+    "bound": "(c) lower bound = (a) + teacher forward",
+}
+TARGET_RATIO = 1.05
+MIB = 1024.0 * 1024.0
+
+Batch = dict[str, Any]
+Step = Callable[[Batch], None]
+
+
+# -- configuration and construction ----------------------------------------------------------
+
+
+def load_config(
+    path: str,
+    cfg_options: dict[str, Any] | None = None,
+    batch_size: int | None = None,
+    data_root: str | None = None,
+) -> Config:
+    """The config at ``path`` with ``cfg_options`` merged, the train batch size and the train
+    dataset's ``data_root`` optionally overridden."""
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    for key in ("model", "train_dataloader", "optim_wrapper"):
+        if key not in cfg:
+            raise ValueError(f"config {path!r} has no {key!r}; a distillation config needs one")
+    if batch_size is not None:
+        if batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        cfg.train_dataloader.batch_size = batch_size
+    if data_root is not None:
+        dataset = cfg.train_dataloader.dataset
+        while "data_root" not in dataset and "dataset" in dataset:  # dataset wrappers
+            dataset = dataset.dataset
+        dataset.data_root = data_root
+    return cfg
+
+
+def build_distiller(cfg: Config, device: str | torch.device = "cpu") -> nn.Module:
+    """Build ``cfg.model`` as the Runner would (custom imports, default scope), on ``device``,
+    in training mode. It must be a distiller with ``student`` and ``teacher_forward``."""
+    import kd_det  # noqa: F401  (registers kd_det's modules)
+
+    if cfg.get("custom_imports"):
+        import_modules_from_strings(**cfg.custom_imports)
+    if cfg.get("default_scope"):
+        init_default_scope(cfg.default_scope)
+    model = MODELS.build(copy.deepcopy(cfg.model))
+    if not (
+        hasattr(model, "teacher_forward") and isinstance(getattr(model, "student", None), nn.Module)
+    ):
+        raise ValueError(
+            f"the config's model is a {type(model).__name__}; the benchmark needs a distiller "
+            "with `student` and `teacher_forward` (e.g. kd_det.SingleTeacherDistiller)"
+        )
+    return model.to(device).train()
+
+
+def _cycle(loader: Any) -> Iterator[Any]:
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("the train dataloader yields no batches; check the data root")
+
+
+def preprocessed_batches(distiller: nn.Module, dataloader_cfg: Any, count: int) -> list[Batch]:
+    """``count`` batches from the train dataloader (cycled if it is shorter), each run once
+    through the distiller's data preprocessor (``training=True``) onto its device."""
+    if count < 1:
+        raise ValueError(f"need at least one batch, got count={count}")
+    loader = Runner.build_dataloader(copy.deepcopy(dataloader_cfg), seed=0)
+    batches: list[Batch] = []
+    with torch.no_grad():
+        for raw, _ in zip(_cycle(loader), range(count), strict=False):
+            data = distiller.data_preprocessor(raw, True)
+            batches.append(dict(inputs=data["inputs"], data_samples=data["data_samples"]))
+    return batches
+
+
+def build_steps(distiller: nn.Module, optim_wrapper_cfg: Any) -> dict[str, Step]:
+    """One training-step callable per mode (see the module docstring)."""
+    student: nn.Module = distiller.student
+    student_optim: OptimWrapper = build_optim_wrapper(student, copy.deepcopy(optim_wrapper_cfg))
+    distill_optim: OptimWrapper = build_optim_wrapper(distiller, copy.deepcopy(optim_wrapper_cfg))
+
+    def student_step(batch: Batch) -> None:
+        with student_optim.optim_context(student):
+            losses = student.loss(batch["inputs"], batch["data_samples"])
+        loss, _ = student.parse_losses(losses)
+        student_optim.update_params(loss)
+
+    def distill_step(batch: Batch) -> None:
+        with distill_optim.optim_context(distiller):
+            losses = distiller.loss(batch["inputs"], batch["data_samples"])
+        loss, _ = distiller.parse_losses(losses)
+        distill_optim.update_params(loss)
+
+    def bound_step(batch: Batch) -> None:
+        with student_optim.optim_context(student):
+            distiller.teacher_forward(batch["inputs"], batch["data_samples"])
+        student_step(batch)
+
+    return dict(student=student_step, distill=distill_step, bound=bound_step)
+
+
+# -- timing ----------------------------------------------------------------------------------
+
+
+def synchronize(device: str | torch.device) -> None:
+    """Wait for queued kernels on a CUDA ``device`` (no-op on CPU)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class Timings:
+    """Per-iteration times (ms) by mode: wall-clock, and CPU time of this process (all its
+    threads), which on a shared CPU is less disturbed by other processes than wall time."""
+
+    wall_ms: dict[str, list[float]]
+    cpu_ms: dict[str, list[float]]
+
+
+def time_interleaved(
+    steps: dict[str, Step],
+    batches: Sequence[Batch],
+    warmup: int,
+    iters: int,
+    device: str | torch.device,
+) -> Timings:
+    """Times of ``iters`` rounds after ``warmup`` rounds; every round runs each mode once on
+    the same batch, the order rotating by one each round (a b c, b c a, c a b, …) so that no
+    mode always runs first or right after another. CUDA is synchronised before each clock read.
+    """
+    if warmup < 0 or iters < 1:
+        raise ValueError(f"need warmup >= 0 and iters >= 1, got warmup={warmup}, iters={iters}")
+    if not batches:
+        raise ValueError("need at least one batch")
+    modes = list(steps)
+    wall: dict[str, list[float]] = {m: [] for m in modes}
+    cpu: dict[str, list[float]] = {m: [] for m in modes}
+    for r in range(warmup + iters):
+        batch = batches[r % len(batches)]
+        k = r % len(modes)
+        for mode in modes[k:] + modes[:k]:
+            synchronize(device)
+            start, start_cpu = time.perf_counter(), time.process_time()
+            steps[mode](batch)
+            synchronize(device)
+            elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
+            if r >= warmup:
+                wall[mode].append(elapsed * 1e3)
+                cpu[mode].append(elapsed_cpu * 1e3)
+    return Timings(wall, cpu)
+
+
+# -- memory ----------------------------------------------------------------------------------
+
+
+@dataclass
+class MemoryResult:
+    """Peak memory of one mode, measured in a process that ran only that mode.
+
+    ``kind`` says what ``peak_mb`` is:
+
+    * ``'cuda_max_memory_allocated'``: GPU tensor memory, ``torch.cuda.max_memory_allocated``
+      after ``reset_peak_memory_stats`` just before the first step;
+    * ``'cpu_peak_rss'``: the process's peak resident set size during the steps (Linux
+      ``VmHWM``, reset through ``/proc/self/clear_refs`` just before the first step); it counts
+      the whole process: Python, the libraries, both models, the batches;
+    * ``'cpu_max_rss'`` (fallback where the peak cannot be reset): ``ru_maxrss`` over the
+      process's life, construction included; ``peak_before_steps_mb`` is its value before the
+      steps, and ``baseline_mb``/``step_mb`` are unknown.
+
+    ``baseline_mb`` is what was in use just before the first step (models on the device, the
+    preprocessed batches); ``step_mb = peak_mb - baseline_mb`` is what the training steps
+    added on top: activations, gradients, optimizer state, teacher features.
+    """
+
+    kind: str
+    steps: int
+    peak_mb: float
+    baseline_mb: float | None
+    step_mb: float | None
+    peak_before_steps_mb: float | None = None
+
+
+def _proc_status_bytes(key: str) -> int | None:
+    """``VmRSS``/``VmHWM`` of this process from /proc (Linux), in bytes, or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024  # reported in kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (``VmHWM``) via /proc/self/clear_refs (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return _proc_status_bytes("VmHWM") is not None
+
+
+def _max_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+
+
+def measure_memory(step: Step, batches: Sequence[Batch], steps: int, device: str) -> MemoryResult:
+    """Run ``step`` ``steps`` times (cycling ``batches``) and report its peak memory. Meant
+    for a process that runs only this mode: memory freed by one mode stays resident (the
+    allocator keeps it), so modes measured in one process would blur into each other."""
+    if steps < 1:
+        raise ValueError(f"need at least one step to measure memory, got {steps}")
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        synchronize(device)
+        baseline = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        for i in range(steps):
+            step(batches[i % len(batches)])
+        synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+        return MemoryResult(
+            "cuda_max_memory_allocated", steps, peak / MIB, baseline / MIB, (peak - baseline) / MIB
+        )
+    baseline_rss = _proc_status_bytes("VmRSS")
+    if baseline_rss is not None and _reset_peak_rss():
+        for i in range(steps):
+            step(batches[i % len(batches)])
+        peak = _proc_status_bytes("VmHWM")
+        assert peak is not None
+        return MemoryResult(
+            "cpu_peak_rss", steps, peak / MIB, baseline_rss / MIB, (peak - baseline_rss) / MIB
+        )
+    # No resettable peak (not Linux): the lifetime high-water mark, which includes the build.
+    before = _max_rss_bytes()
+    for i in range(steps):
+        step(batches[i % len(batches)])
+    peak = _max_rss_bytes()
+    return MemoryResult("cpu_max_rss", steps, peak / MIB, None, None, before / MIB)
+
+
+# -- results ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ModeResult:
+    """Per-iteration times of one mode (ms): wall-clock median and quartiles, and the median
+    of the process's CPU time."""
+
+    mode: str
+    label: str
+    times_ms: list[float]
+    median_ms: float
+    q1_ms: float
+    q3_ms: float
+    iqr_ms: float
+    cpu_times_ms: list[float] = field(default_factory=list)
+    cpu_median_ms: float | None = None
+    memory: MemoryResult | None = None
+
+    @classmethod
+    def from_times(
+        cls, mode: str, times_ms: Sequence[float], cpu_times_ms: Sequence[float] = ()
+    ) -> ModeResult:
+        """Summarise ``times_ms`` (linear-interpolated quartiles) and ``cpu_times_ms``."""
+        if not times_ms:
+            raise ValueError(f"mode {mode!r} has no measured iterations")
+        q1, median, q3 = (float(v) for v in np.percentile(times_ms, [25, 50, 75]))
+        cpu_median = float(np.median(cpu_times_ms)) if len(cpu_times_ms) else None
+        return cls(
+            mode,
+            MODE_LABELS.get(mode, mode),
+            list(times_ms),
+            median,
+            q1,
+            q3,
+            q3 - q1,
+            list(cpu_times_ms),
+            cpu_median,
+        )
+
+
+def ratios_of(medians: dict[str, float]) -> dict[str, float]:
+    """b/a, b/c and c/a of per-mode medians (keys ``student``, ``distill``, ``bound``)."""
+    a, b, c = (medians[m] for m in MODES)
+    return {"distill/student": b / a, "distill/bound": b / c, "bound/student": c / a}
+
+
+@dataclass
+class BenchmarkResult:
+    """Everything one benchmark run measured; :meth:`format` prints it as a table."""
+
+    config: str
+    device: str
+    batch_size: int
+    warmup: int
+    iters: int
+    threads: int
+    teacher_ckpt: str | None
+    modes: dict[str, ModeResult]
+    ratios: dict[str, float] = field(init=False)
+    cpu_ratios: dict[str, float] | None = field(init=False)
+    target: float = TARGET_RATIO
+    within_target: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ratios = ratios_of({m: r.median_ms for m, r in self.modes.items()})
+        cpu = {m: r.cpu_median_ms for m, r in self.modes.items()}
+        self.cpu_ratios = None if None in cpu.values() else ratios_of(cpu)  # type: ignore[arg-type]
+        self.within_target = self.ratios["distill/bound"] <= self.target
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return asdict(self)
+
+    def format(self) -> str:
+        """A readable report: the table, the ratios, the verdict and what memory means."""
+        lines = [
+            f"config: {self.config}",
+            f"device: {self.device} (torch threads: {self.threads}), batch size "
+            f"{self.batch_size}, {self.iters} measured rounds after {self.warmup} warm-up; "
+            "modes interleaved on the same batches",
+        ]
+        if self.teacher_ckpt is None:
+            lines.append(
+                "note: no teacher_ckpt, the teacher keeps its initial weights "
+                "(weights do not change the speed)"
+            )
+        head = f"{'mode':<42}{'median ms':>10}{'q1 ms':>9}{'q3 ms':>9}{'IQR ms':>9}"
+        show_cpu = self.cpu_ratios is not None and torch.device(self.device).type == "cpu"
+        if show_cpu:
+            head += f"{'CPU ms':>10}"
+        has_mem = any(m.memory is not None for m in self.modes.values())
+        if has_mem:
+            head += f"{'peak MiB':>10}{'step MiB':>10}"
+        lines += ["", head, "-" * len(head)]
+        for m in self.modes.values():
+            row = f"{m.label:<42}{m.median_ms:>10.1f}{m.q1_ms:>9.1f}{m.q3_ms:>9.1f}{m.iqr_ms:>9.1f}"
+            if show_cpu:
+                row += f"{m.cpu_median_ms:>10.1f}"
+            if has_mem:
+                mem = m.memory
+                peak = f"{mem.peak_mb:.1f}" if mem else "-"
+                step = f"{mem.step_mb:.1f}" if mem and mem.step_mb is not None else "-"
+                row += f"{peak:>10}{step:>10}"
+            lines.append(row)
+        r = self.ratios
+        lines += [
+            "",
+            f"ratios of medians: b/a = {r['distill/student']:.3f}   "
+            f"b/c = {r['distill/bound']:.3f}   c/a = {r['bound/student']:.3f}",
+            f"target b/c <= {self.target:.2f}: "
+            + ("MET" if self.within_target else "NOT MET")
+            + f" (distillation step is {100 * (r['distill/bound'] - 1):+.1f}% over the bound)",
+        ]
+        if show_cpu and self.cpu_ratios is not None:
+            c = self.cpu_ratios
+            lines.insert(
+                -1,
+                f"ratios of CPU-time medians (process CPU time, all threads; steadier than wall "
+                f"time on a shared CPU): b/a = {c['distill/student']:.3f}   "
+                f"b/c = {c['distill/bound']:.3f}   c/a = {c['bound/student']:.3f}",
+            )
+        if has_mem:
+            kind = next(m.memory.kind for m in self.modes.values() if m.memory)
+            what = {
+                "cuda_max_memory_allocated": "torch.cuda.max_memory_allocated (GPU tensors)",
+                "cpu_peak_rss": "peak resident set size of the whole process during the steps",
+                "cpu_max_rss": "lifetime peak RSS (ru_maxrss), construction included",
+            }[kind]
+            lines.append(
+                f"memory: each mode alone in its own process; peak = {what}; step = peak minus "
+                "what was in use before the first step (models, batches), i.e. activations, "
+                "gradients, optimizer state and teacher features"
+            )
+        return "\n".join(lines)
+
+
+# -- whole runs ------------------------------------------------------------------------------
+
+
+def _setup(cfg: Config, device: str, num_batches: int, seed: int) -> tuple[nn.Module, list[Batch]]:
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no CUDA device; use 'cpu'")
+    torch.manual_seed(seed)
+    distiller = build_distiller(cfg, device)
+    return distiller, preprocessed_batches(distiller, cfg.train_dataloader, num_batches)
+
+
+def run_timing(
+    cfg: Config,
+    config_path: str,
+    device: str = "cpu",
+    warmup: int = 5,
+    iters: int = 20,
+    seed: int = 0,
+) -> BenchmarkResult:
+    """Build the distiller of ``cfg``, take ``warmup + iters`` batches and time the three
+    modes side by side (:func:`time_interleaved`). Memory is left to :func:`run_memory`."""
+    distiller, batches = _setup(cfg, device, warmup + iters, seed)
+    steps = build_steps(distiller, cfg.optim_wrapper)
+    times = time_interleaved(steps, batches, warmup, iters, device)
+    modes = {m: ModeResult.from_times(m, times.wall_ms[m], times.cpu_ms[m]) for m in MODES}
+    return BenchmarkResult(
+        config=config_path,
+        device=device,
+        batch_size=int(batches[0]["inputs"].shape[0]),
+        warmup=warmup,
+        iters=iters,
+        threads=torch.get_num_threads(),
+        teacher_ckpt=cfg.model.get("teacher_ckpt"),
+        modes=modes,
+    )
+
+
+def run_memory(
+    cfg: Config, mode: str, device: str = "cpu", steps: int = 3, seed: int = 0
+) -> MemoryResult:
+    """Peak memory of ``mode`` alone (:func:`measure_memory`); call it in a fresh process."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; valid modes: {list(MODES)}")
+    distiller, batches = _setup(cfg, device, steps, seed)
+    step = build_steps(distiller, cfg.optim_wrapper)[mode]
+    return measure_memory(step, batches, steps, device)

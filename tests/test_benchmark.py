@@ -1,0 +1,132 @@
+"""tools/benchmark.py and kd_det.benchmark: structure of the report, statistics, memory probe.
+
+No assertion on speed: the 1.05 target is measured, not tested.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from kd_det.benchmark import (
+    MODES,
+    ModeResult,
+    load_config,
+    measure_memory,
+    ratios_of,
+    time_interleaved,
+)
+from tests.conftest import CONFIGS, REPO, run_tool
+
+DISTILL_CONFIG = CONFIGS / "demo" / "retinanet_pkd-logsum_digits.py"
+
+
+def test_mode_result_quartiles_by_hand() -> None:
+    r = ModeResult.from_times("distill", [4.0, 1.0, 3.0, 2.0], [2.0, 1.0, 5.0])
+    # linear interpolation on sorted [1, 2, 3, 4]: positions 0.75, 1.5, 2.25
+    assert (r.q1_ms, r.median_ms, r.q3_ms, r.iqr_ms) == (1.75, 2.5, 3.25, 1.5)
+    assert r.cpu_median_ms == 2.0
+    assert r.label.startswith("(b)")
+    with pytest.raises(ValueError, match="no measured iterations"):
+        ModeResult.from_times("student", [])
+
+
+def test_ratios_by_hand() -> None:
+    ratios = ratios_of({"student": 50.0, "distill": 110.0, "bound": 100.0})
+    assert ratios == pytest.approx(
+        {"distill/student": 2.2, "distill/bound": 1.1, "bound/student": 2.0}
+    )
+
+
+def test_interleaving_rotates_the_order_and_drops_warmup() -> None:
+    calls: list[tuple[str, int]] = []
+    steps = {m: (lambda b, m=m: calls.append((m, b["i"]))) for m in MODES}
+    batches = [{"i": 0}, {"i": 1}]
+    times = time_interleaved(steps, batches, warmup=1, iters=3, device="cpu")
+    assert calls == [
+        ("student", 0), ("distill", 0), ("bound", 0),  # warm-up round
+        ("distill", 1), ("bound", 1), ("student", 1),
+        ("bound", 0), ("student", 0), ("distill", 0),
+        ("student", 1), ("distill", 1), ("bound", 1),
+    ]  # fmt: skip
+    assert {m: len(v) for m, v in times.wall_ms.items()} == {m: 3 for m in MODES}
+    assert {m: len(v) for m, v in times.cpu_ms.items()} == {m: 3 for m in MODES}
+    with pytest.raises(ValueError, match="iters >= 1"):
+        time_interleaved(steps, batches, warmup=0, iters=0, device="cpu")
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_cpu_peak_rss_sees_what_a_step_allocates() -> None:
+    def big(_: dict) -> None:
+        x = torch.ones(24 * 2**20)  # 96 MiB, written so that it is resident
+        assert x[-1].item() == 1.0
+
+    def small(_: dict) -> None:
+        torch.ones(16).sum()
+
+    heavy = measure_memory(big, [{}], steps=1, device="cpu")
+    light = measure_memory(small, [{}], steps=1, device="cpu")
+    assert heavy.kind == light.kind == "cpu_peak_rss"
+    assert heavy.step_mb == pytest.approx(heavy.peak_mb - heavy.baseline_mb)
+    assert heavy.step_mb > 90
+    assert light.step_mb < 40
+
+
+def test_load_config_overrides_and_errors(digits_root: Path) -> None:
+    root = f"{digits_root}/det/"
+    cfg = load_config(str(DISTILL_CONFIG), {"model.teacher_ckpt": None}, 3, root)
+    assert cfg.train_dataloader.batch_size == 3
+    assert cfg.train_dataloader.dataset.data_root == root
+    assert cfg.model.teacher_ckpt is None
+    with pytest.raises(ValueError, match="batch size"):
+        load_config(str(DISTILL_CONFIG), batch_size=0)
+
+
+def test_cli_reports_three_modes_with_consistent_ratios(digits_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    text = run_tool(
+        REPO / "tools" / "benchmark.py", DISTILL_CONFIG,
+        "--iters", "3", "--warmup", "1", "--batch-size", "2", "--threads", "1",
+        "--memory-steps", "1", "--data-root", f"{digits_root}/det/",
+        "--cfg-options", "model.teacher_ckpt=None", "--json", out,
+        timeout=300,
+    )  # fmt: skip
+    result = json.loads(out.read_text())
+    assert set(result["modes"]) == set(MODES)
+    assert result["batch_size"] == 2 and result["device"] == "cpu" and result["threads"] == 1
+    assert result["teacher_ckpt"] is None and "no teacher_ckpt" in text
+    medians = {}
+    for mode, r in result["modes"].items():
+        times = r["times_ms"]
+        assert len(times) == 3 and all(t > 0 for t in times), mode
+        assert r["median_ms"] == pytest.approx(float(np.median(times)))
+        assert r["q1_ms"] <= r["median_ms"] <= r["q3_ms"]
+        assert r["cpu_median_ms"] == pytest.approx(float(np.median(r["cpu_times_ms"])))
+        medians[mode] = r["median_ms"]
+        mem = r["memory"]
+        if sys.platform == "linux":
+            assert mem["kind"] == "cpu_peak_rss"
+            assert 0 < mem["baseline_mb"] <= mem["peak_mb"]
+            assert mem["step_mb"] == pytest.approx(mem["peak_mb"] - mem["baseline_mb"])
+        assert r["label"] in text
+    ratios = result["ratios"]
+    assert ratios["distill/student"] == pytest.approx(medians["distill"] / medians["student"])
+    assert ratios["distill/bound"] == pytest.approx(medians["distill"] / medians["bound"])
+    assert ratios["bound/student"] == pytest.approx(medians["bound"] / medians["student"])
+    assert result["within_target"] == (ratios["distill/bound"] <= 1.05)
+    assert f"b/c = {ratios['distill/bound']:.3f}" in text
+    verdict = "MET" if result["within_target"] else "NOT MET"
+    assert f"target b/c <= 1.05: {verdict} " in text
+
+
+def test_non_distiller_config_is_refused(digits_root: Path) -> None:
+    from kd_det.benchmark import build_distiller
+
+    cfg = load_config(str(CONFIGS / "demo" / "retinanet_student_digits.py"))
+    with pytest.raises(ValueError, match="needs a distiller"):
+        build_distiller(cfg)

@@ -47,7 +47,10 @@ def det_distill_config(
     student: str | None = None,
 ) -> Path:
     student = student or f"{{{{_base_.{family}_student}}}}"
-    body = det_data_overrides(digits_root) + short_schedule(epochs) + f"""
+    body = (
+        det_data_overrides(digits_root)
+        + short_schedule(epochs)
+        + f"""
 model = dict(
     type='kd_det.SingleTeacherDistiller',
     student={student},
@@ -57,11 +60,15 @@ model = dict(
     distill=[{terms}])
 {extra}
 """
+    )
     return write_config(path, [f"_base_/models/digits_{family}.py", *DET_BASES], body)
 
 
 def cls_distill_config(path: Path, digits_root: Path, terms: str, epochs: int = 1) -> Path:
-    body = cls_data_overrides(digits_root) + short_schedule(epochs) + f"""
+    body = (
+        cls_data_overrides(digits_root)
+        + short_schedule(epochs)
+        + f"""
 model = dict(
     type='kd_det.SingleTeacherDistiller',
     student={{{{_base_.resnet_student}}}},
@@ -70,6 +77,7 @@ model = dict(
     probe_size=(32, 32),
     distill=[{terms}])
 """
+    )
     return write_config(path, CLS_BASES, body)
 
 

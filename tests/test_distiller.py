@@ -29,9 +29,12 @@ def _terms(family: str) -> str:
     if family not in CLS_LAYERS:  # Faster R-CNN: RoI logits of two models see different RoIs
         return FPN_TERM
     layer = CLS_LAYERS[family]
-    return FPN_TERM + f""",
+    return (
+        FPN_TERM
+        + f""",
     dict(name='cls', student='{layer}', teacher='{layer}',
          loss=dict(type='SigmoidKDLoss', tau=1.0, loss_weight=1.0))"""
+    )
 
 
 def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -51,9 +54,7 @@ def _check_distillation_run(runner, has_cls_term: bool) -> None:
     assert not any(m.training for m in model.teacher.modules())
     assert all(not p.requires_grad for p in model.teacher.parameters())
     # the student and the connectors do train
-    assert any(
-        not torch.equal(v, student_before[k]) for k, v in model.student.state_dict().items()
-    )
+    assert any(not torch.equal(v, student_before[k]) for k, v in model.student.state_dict().items())
     assert any(
         not torch.equal(v, connector_before[k])
         for k, v in model.terms[0].student_connectors.state_dict().items()
@@ -148,18 +149,25 @@ def test_predict_and_tensor_modes_go_to_the_student(tmp_path: Path, digits_root:
         assert not torch.equal(teacher_out[0][0], tensors[0][0])
 
 
-def test_teacher_forward_stops_after_deepest_needed_layer(tmp_path: Path, digits_root: Path) -> None:
+def test_teacher_forward_stops_after_deepest_needed_layer(
+    tmp_path: Path, digits_root: Path
+) -> None:
     calls = {"head": 0, "reg": 0}
     model = build_distiller(det_distill_config(tmp_path / "a.py", digits_root))
-    model.teacher.bbox_head.register_forward_hook(lambda *a: calls.__setitem__("head", calls["head"] + 1))
+    model.teacher.bbox_head.register_forward_hook(
+        lambda *a: calls.__setitem__("head", calls["head"] + 1)
+    )
     inputs = torch.zeros(2, 3, 128, 128)
     model.teacher_forward(inputs, None)
     assert calls["head"] == 0  # only FPN layers are needed: the head never runs
     assert len(model._teacher_recorder.layers([("neck.fpn_convs.0", "output")])) == 1
 
-    terms = FPN_TERM + """,
+    terms = (
+        FPN_TERM
+        + """,
     dict(name='cls', student='bbox_head.retina_cls', teacher='bbox_head.retina_cls',
          loss=dict(type='SigmoidKDLoss'))"""
+    )
     model = build_distiller(det_distill_config(tmp_path / "b.py", digits_root, terms=terms))
     model.teacher.bbox_head.retina_reg.register_forward_hook(
         lambda *a: calls.__setitem__("reg", calls["reg"] + 1)
@@ -168,17 +176,23 @@ def test_teacher_forward_stops_after_deepest_needed_layer(tmp_path: Path, digits
     assert calls["reg"] == 2  # stopped after the third retina_cls call, before the third reg
 
 
-def test_teacher_in_bf16_and_wildcard_tuple_and_input_capture(tmp_path: Path, digits_root: Path) -> None:
+def test_teacher_in_bf16_and_wildcard_tuple_and_input_capture(
+    tmp_path: Path, digits_root: Path
+) -> None:
     terms = """dict(name='neck', student='neck', teacher='neck',
          connector=dict(projector='linear'), loss=dict(type='MSEFeatureLoss')),
     dict(name='head_in', student='bbox_head.retina_cls', teacher='bbox_head.retina_cls',
          capture='input', connector=dict(projector='linear'), loss=dict(type='MSEFeatureLoss'))"""
-    cfg = det_distill_config(tmp_path / "cfg.py", digits_root, terms=terms, model_extra="teacher_dtype='bf16',")
+    cfg = det_distill_config(
+        tmp_path / "cfg.py", digits_root, terms=terms, model_extra="teacher_dtype='bf16',"
+    )
     runner = make_runner(cfg, tmp_path / "work")
     model = runner.model
     neck, head_in = model.terms
     assert [s for s, _ in neck.pair_labels] == ["neck[0]", "neck[1]", "neck[2]"]
-    assert [s for s, _ in head_in.pair_labels] == [f"bbox_head.retina_cls(input)[{i}]" for i in range(3)]
+    assert [s for s, _ in head_in.pair_labels] == [
+        f"bbox_head.retina_cls(input)[{i}]" for i in range(3)
+    ]
     # retina_cls input is the last cls conv's 32 (student) / 96 (teacher) channels
     assert head_in.student_connectors[0].projector.weight.shape[:2] == (96, 32)
     data = model.data_preprocessor(next(iter(runner.train_dataloader)), True)
@@ -186,4 +200,31 @@ def test_teacher_in_bf16_and_wildcard_tuple_and_input_capture(tmp_path: Path, di
     recorded = model._teacher_recorder.layers([("neck", "output")])
     assert all(t.dtype == torch.bfloat16 for t in recorded)
     losses = model(**data, mode="loss")
-    assert torch.isfinite(losses["distill.neck.loss"]) and torch.isfinite(losses["distill.head_in.loss"])
+    assert torch.isfinite(losses["distill.neck.loss"]) and torch.isfinite(
+        losses["distill.head_in.loss"]
+    )
+
+
+def test_reverse_mapping_resizes_teacher_maps_of_other_strides(
+    tmp_path: Path, digits_root: Path
+) -> None:
+    terms = FPN_TERM.replace("connector=", "mapper=dict(type='ReverseMapper'), connector=")
+    model = build_distiller(det_distill_config(tmp_path / "cfg.py", digits_root, terms=terms))
+    term = model.terms[0]
+    assert term.pair_labels[0] == ("neck.fpn_convs.0", "neck.fpn_convs.2")  # stride 8 <- 32
+    inputs = torch.randn(2, 3, 128, 128)
+    model.teacher_forward(inputs, None)
+    teacher = model._teacher_recorder.layers(
+        [("neck.fpn_convs.0", "output"), ("neck.fpn_convs.2", "output")]
+    )
+    assert teacher[0].shape[2:] == (16, 16) and teacher[1].shape[2:] == (4, 4)
+    student = [torch.randn(2, 32, 16 // 2**i, 16 // 2**i, requires_grad=True) for i in range(3)]
+    loss = term(student, model._teacher_recorder.layers(model._targets["fpn"][1]))
+    loss.backward()
+    assert torch.isfinite(loss) and all(s.grad is not None for s in student)
+
+    no_align = terms.replace("loss=", "align='none', loss=")
+    with pytest.raises(
+        ValueError, match=r"spatial sizes \(16, 16\) and \(4, 4\) differ and align='none'"
+    ):
+        build_distiller(det_distill_config(tmp_path / "cfg2.py", digits_root, terms=no_align))

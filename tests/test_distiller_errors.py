@@ -11,18 +11,25 @@ from tests.distill_helpers import build_distiller, det_distill_config
 
 
 def _build(tmp_path: Path, digits_root: Path, terms: str, **model_options):
-    return build_distiller(det_distill_config(tmp_path / "cfg.py", digits_root, terms=terms), **model_options)
+    return build_distiller(
+        det_distill_config(tmp_path / "cfg.py", digits_root, terms=terms), **model_options
+    )
 
 
 def test_unknown_layer_names_the_closest_valid_paths(tmp_path: Path, digits_root: Path) -> None:
     terms = "dict(name='fpn', student='neck.fpn_conv.*', teacher='neck.fpn_convs.*', loss=dict(type='MSEFeatureLoss'))"
-    with pytest.raises(ValueError, match=r"student layer 'neck.fpn_conv.\*' does not exist.*neck.fpn_convs.0"):
+    with pytest.raises(
+        ValueError, match=r"student layer 'neck.fpn_conv.\*' does not exist.*neck.fpn_convs.0"
+    ):
         _build(tmp_path, digits_root, terms)
 
 
 def test_widths_that_need_an_adapter(tmp_path: Path, digits_root: Path) -> None:
     terms = "dict(name='fpn', student='neck.fpn_convs.*', teacher='neck.fpn_convs.*', loss=dict(type='MSEFeatureLoss'))"
-    with pytest.raises(ValueError, match=r"width 32 and teacher width 96 cannot be matched without an adapter.*projector='linear'"):
+    with pytest.raises(
+        ValueError,
+        match=r"width 32 and teacher width 96 cannot be matched without an adapter.*projector='linear'",
+    ):
         _build(tmp_path, digits_root, terms)
 
 
@@ -34,7 +41,9 @@ def test_strategy_that_cannot_map_the_layer_counts(tmp_path: Path, digits_root: 
         _build(tmp_path, digits_root, terms)
 
 
-def test_logit_kd_between_heads_with_different_class_counts(tmp_path: Path, digits_root: Path) -> None:
+def test_logit_kd_between_heads_with_different_class_counts(
+    tmp_path: Path, digits_root: Path
+) -> None:
     terms = "dict(name='cls', student='bbox_head.retina_cls', teacher='bbox_head.retina_cls', loss=dict(type='SigmoidKDLoss'))"
     cfg = det_distill_config(tmp_path / "cfg.py", digits_root, terms=terms)
     from mmengine.config import Config
@@ -67,7 +76,9 @@ def test_teacher_checkpoint_that_does_not_fit(tmp_path: Path, digits_root: Path)
     model = _build(tmp_path, digits_root, terms)
     # the student's weights are not the teacher's: every conv has other shapes
     wrong = _save_state(model.student, tmp_path / "student.pth")
-    with pytest.raises(ValueError, match=r"does not fit the teacher RetinaNet.*shape mismatches \(e.g. backbone"):
+    with pytest.raises(
+        ValueError, match=r"does not fit the teacher RetinaNet.*shape mismatches \(e.g. backbone"
+    ):
         _build(tmp_path, digits_root, terms, teacher_ckpt=wrong)
     # a teacher checkpoint with keys missing: refused, unless a partial load is asked for
     partial = _save_state(model.teacher, tmp_path / "partial.pth", drop=3)
@@ -96,5 +107,7 @@ def test_random_mapping_is_saved_and_checked_on_load(tmp_path: Path, digits_root
     same = _build(tmp_path, digits_root, terms.format(seed=0))
     same.load_state_dict(state)
     other = _build(tmp_path, digits_root, terms.format(seed=seeds[0]))
-    with pytest.raises(ValueError, match=r"trained with layer pairs .* restore the mapper and its seed"):
+    with pytest.raises(
+        ValueError, match=r"trained with layer pairs .* restore the mapper and its seed"
+    ):
         other.load_state_dict(state)

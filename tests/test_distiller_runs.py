@@ -36,7 +36,9 @@ FOUR_IMAGES = dict(train_dataloader=dict(dataset=dict(indices=8)))  # 2 iteratio
 
 def test_resume_restores_connectors_mapping_and_schedule(tmp_path: Path, digits_root: Path) -> None:
     terms = FPN_TERM.replace("connector=", "mapper=dict(type='RandomMapper', seed=5), connector=")
-    cfg = det_distill_config(tmp_path / "cfg.py", digits_root, terms=terms, epochs=2, extra=SCHEDULE)
+    cfg = det_distill_config(
+        tmp_path / "cfg.py", digits_root, terms=terms, epochs=2, extra=SCHEDULE
+    )
     work = tmp_path / "work"
     first = make_runner(cfg, work, **FOUR_IMAGES, train_cfg=dict(max_epochs=2, val_interval=9))
     first.train()
@@ -69,15 +71,22 @@ def test_unknown_scheduled_term_fails_before_training(tmp_path: Path, digits_roo
     assert runner.iter == 0
 
 
-def test_exported_student_scores_the_same_with_mmdet_test_py(tmp_path: Path, digits_root: Path) -> None:
+def test_exported_student_scores_the_same_with_mmdet_test_py(
+    tmp_path: Path, digits_root: Path
+) -> None:
     student = (
         f"dict(cfg_path={str(CONFIGS / 'demo/retinanet_student_digits.py')!r}, "
         "test_cfg=dict(score_thr=0.0))"  # 3 epochs on 48 images: keep every detection
     )
-    terms = FPN_TERM + """,
+    terms = (
+        FPN_TERM
+        + """,
     dict(name='cls', student='bbox_head.retina_cls', teacher='bbox_head.retina_cls',
          loss=dict(type='SigmoidKDLoss'))"""
-    cfg = det_distill_config(tmp_path / "cfg.py", digits_root, terms=terms, epochs=3, student=student)
+    )
+    cfg = det_distill_config(
+        tmp_path / "cfg.py", digits_root, terms=terms, epochs=3, student=student
+    )
     work = tmp_path / "work"
     run_tool("tools/train.py", cfg, "--work-dir", work)
     ckpt = work / "epoch_3.pth"
@@ -88,7 +97,11 @@ def test_exported_student_scores_the_same_with_mmdet_test_py(tmp_path: Path, dig
     out = tmp_path / "export" / "student.pth"
     run_tool("tools/export_student.py", cfg, ckpt, out)
     state = load_local_checkpoint(str(out))["state_dict"]
-    assert state and all(k.startswith(("backbone.", "neck.", "bbox_head.", "data_preprocessor.")) for k in state)
-    test_out = run_tool(MMDET_TOOLS / "test.py", out.with_suffix(".py"), out, "--work-dir", tmp_path / "t2")
+    assert state and all(
+        k.startswith(("backbone.", "neck.", "bbox_head.", "data_preprocessor.")) for k in state
+    )
+    test_out = run_tool(
+        MMDET_TOOLS / "test.py", out.with_suffix(".py"), out, "--work-dir", tmp_path / "t2"
+    )
     assert metric_from_output(test_out, "coco/bbox_mAP_50") == distiller_map
     assert metric_from_output(test_out, "coco/bbox_mAP") >= 0.0

@@ -6,7 +6,10 @@
    the FPN levels, sigmoid KD on the classification logits);
 4. evaluates all three with COCO mAP, exports the distilled student to a plain mmdet
    checkpoint and evaluates that with mmdet's own test.py;
-5. prints a table and writes it to work_dirs/demo/results.md.
+5. prints a table and writes it to work_dirs/demo_results.md.
+
+Each model trains in work_dirs/<config name>/, the folder ``tools/train.py CONFIG`` uses, and
+the distilled student's config reads its teacher from there.
 
 Steps whose checkpoint exists are skipped, so an interrupted demo continues where it stopped.
 ``--quick`` runs a few-minute version (fewer images and epochs; numbers are not meaningful).
@@ -53,11 +56,14 @@ def metric(text: str, key: str = "coco/bbox_mAP") -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few-minute smoke version")
-    parser.add_argument("--out", default="work_dirs/demo", help="work dirs and results")
+    parser.add_argument("--data", default=None, help="data folder (default data/digits[_quick])")
+    parser.add_argument(
+        "--out", default=None, help="work dirs (default work_dirs, quick: work_dirs/quick)"
+    )
     args = parser.parse_args()
-    out = REPO / args.out
+    out = REPO / (args.out or ("work_dirs/quick" if args.quick else "work_dirs"))
     epochs, num_train = (3, 200) if args.quick else (24, 2000)
-    data = "data/digits_quick" if args.quick else "data/digits"
+    data = args.data or ("data/digits_quick" if args.quick else "data/digits")
     start = time.time()
 
     if not (REPO / data / "det/annotations/val.json").is_file():
@@ -84,9 +90,9 @@ def main() -> None:
             options.append(f"model.teacher_ckpt={ckpts['teacher']}")
         if not ckpt.is_file():
             run(["tools/train.py", config, "--work-dir", str(work), "--cfg-options", *options],
-                work.with_suffix(".train.log"))  # fmt: skip
+                work.parent / f"{work.name}.train.log")  # fmt: skip
         text = run(["tools/test.py", config, str(ckpt), "--work-dir", str(work / "test"),
-                    "--cfg-options", *options], work.with_suffix(".test.log"))  # fmt: skip
+                    "--cfg-options", *options], work.parent / f"{work.name}.test.log")  # fmt: skip
         scores[name] = metric(text)
         ckpts[name] = ckpt
         print(f"  {name}: COCO mAP {scores[name]:.3f}", flush=True)
@@ -106,8 +112,9 @@ def main() -> None:
         *[f"| {name} | {score:.3f} |" for name, score in scores.items()],
     ]
     table = "\n".join(lines)
-    (out / "results.md").write_text(table + "\n")
-    print(f"\n{table}\n\nwritten to {out / 'results.md'} in {(time.time() - start) / 60:.1f} min")
+    results = out / "demo_results.md"
+    results.write_text(table + "\n")
+    print(f"\n{table}\n\nwritten to {results} in {(time.time() - start) / 60:.1f} min")
 
 
 if __name__ == "__main__":

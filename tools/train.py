@@ -9,21 +9,17 @@ Multi-GPU: ``torchrun --nproc-per-node N tools/train.py CONFIG --launcher pytorc
 from __future__ import annotations
 
 import argparse
-import os
-import os.path as osp
 
 import torch
-from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.config import Config
 
 import kd_det  # noqa: F401  (registers kd_det and its checkpoint-loading fix)
+from kd_det.cli import add_common_args, build_runner, load_config
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train a model with kd_det available")
-    parser.add_argument("config", help="config file path")
-    parser.add_argument("--work-dir", help="where logs and checkpoints go")
+    add_common_args(parser)
     parser.add_argument(
         "--resume",
         nargs="?",
@@ -35,28 +31,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--auto-scale-lr", action="store_true", help="scale the lr by the actual batch size"
     )
-    parser.add_argument(
-        "--cfg-options",
-        nargs="+",
-        action=DictAction,
-        help="override config entries, e.g. train_cfg.max_epochs=2",
-    )
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
-    return args
+    return parser.parse_args()
 
 
 def build_cfg(args: argparse.Namespace) -> Config:
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get("work_dir") is None:
-        cfg.work_dir = osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     if args.amp:
         if not torch.cuda.is_available():
             raise SystemExit("--amp needs a CUDA device (mmengine's AmpOptimWrapper); none found")
@@ -74,9 +53,7 @@ def build_cfg(args: argparse.Namespace) -> Config:
 
 
 def main() -> None:
-    cfg = build_cfg(parse_args())
-    runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
-    runner.train()
+    build_runner(build_cfg(parse_args())).train()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from mmengine.config import Config
@@ -81,11 +82,18 @@ model = dict(
     return write_config(path, CLS_BASES, body)
 
 
+_runner_count = itertools.count()
+
+
 def make_runner(cfg_path: Path, work_dir: Path, **options) -> Runner:
     cfg = Config.fromfile(str(cfg_path))
     cfg.merge_from_dict(options)
     cfg.work_dir = str(work_dir)
-    cfg.experiment_name = f"{work_dir.parent.name}_{work_dir.name}"
+    # names of its own: mmengine's logger, message hub and visualizer are singletons per name,
+    # and mmdet's runtime names its visualizer 'visualizer' - a second Runner in the same
+    # process would otherwise log into the first one's work dir
+    cfg.experiment_name = f"{work_dir.parent.name}_{work_dir.name}_{next(_runner_count)}"
+    cfg.visualizer.name = cfg.experiment_name
     return Runner.from_cfg(cfg)
 
 

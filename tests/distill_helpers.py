@@ -98,12 +98,9 @@ def make_runner(cfg_path: Path, work_dir: Path, **options) -> Runner:
 
 
 def build_distiller(cfg_path: Path, **model_options):
-    """Build only the distiller of a config, under the config's default scope."""
-    from mmengine.registry import DefaultScope
-
-    from kd_det.registry import MODELS
+    """Build only the distiller of a config, as the Runner would (kd_det.benchmark's builder)."""
+    from kd_det.benchmark import build_distiller as build
 
     cfg = Config.fromfile(str(cfg_path))
     cfg.model.update(model_options)
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        return MODELS.build(cfg.model)
+    return build(cfg)

@@ -28,8 +28,9 @@ def digits_root(tmp_path_factory) -> Path:
     return root
 
 
-def run_tool(*args: object, cwd: Path = REPO, timeout: int = 900) -> str:
-    """Run ``python ARGS...`` and return its output; fail the test with the output's tail."""
+def run_tool(*args: object, cwd: Path = REPO, timeout: int = 900, fails: bool = False) -> str:
+    """Run ``python ARGS...`` and return its output; fail the test with the output's tail if it
+    exits non-zero (or, with ``fails=True``, if it exits zero)."""
     env = dict(
         os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2")
     )
@@ -42,7 +43,7 @@ def run_tool(*args: object, cwd: Path = REPO, timeout: int = 900) -> str:
         env=env,
     )
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"{args} exited {proc.returncode}:\n{out[-6000:]}"
+    assert (proc.returncode != 0) == fails, f"{args} exited {proc.returncode}:\n{out[-6000:]}"
     return out
 
 

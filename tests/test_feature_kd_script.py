@@ -58,11 +58,29 @@ def test_dry_run_lists_every_variant_and_seed(tmp_path: Path) -> None:
     )
 
 
+def test_readme_without_the_markers_is_refused_before_training(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# a project\n<!-- /feature_kd:det-2ep -->\n<!-- feature_kd:det-2ep -->\n")
+    args = [
+        SCRIPT, "--task", "det", "--seeds", "0", "--epochs", "2", "--readme", readme,
+        "--work-root", tmp_path / "work", "--out", tmp_path / "out",
+    ]  # fmt: skip
+    out = run_tool(*args, fails=True)
+    assert "add these marker lines, in this order" in out
+    assert "<!-- feature_kd:det-2ep --> … <!-- /feature_kd:det-2ep -->" in out
+    assert not (tmp_path / "work").exists(), "nothing may train before the README is checked"
+
+
 def test_tiny_sweep_end_to_end_and_resume(tmp_path: Path, digits_root: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "# top\n\n<!-- feature_kd:det-1ep -->\nold\n<!-- /feature_kd:det-1ep -->\nend\n"
+    )
     args = [
         SCRIPT, "--task", "det", "--seeds", "0", "--variants", "student", "pkd",
         "--epochs", "1", "--teacher-epochs", "1", "--num-train", "16", "--threads", "1",
         "--data-root", digits_root, "--work-root", tmp_path / "work", "--out", tmp_path / "out",
+        "--readme", readme,
     ]  # fmt: skip
     out = run_tool(*args)
     for variant in ("teacher", "student", "pkd"):
@@ -89,12 +107,19 @@ def test_tiny_sweep_end_to_end_and_resume(tmp_path: Path, digits_root: Path) -> 
     assert re.search(r"\| student \(student alone\) \| \d+\.\d\d ± 0\.00 \| 1 \|", md)
     assert re.search(r"\| pkd \(seed 001.*\| \d+\.\d\d ± 0\.00 \| 1 \| [+-]\d+\.\d\d \|", md)
     assert re.search(r"\| teacher \(seed 0, 1 ep\) \| \d+\.\d\d \|", md)
+    # the README section holds the command and the same table, and nothing else changed
+    text = readme.read_text()
+    assert text.startswith("# top\n\n<!-- feature_kd:det-1ep -->\n```bash\npython tools/exp")
+    assert text.endswith("<!-- /feature_kd:det-1ep -->\nend\n") and "old" not in text
+    table = md.split("## det: coco/bbox_mAP\n\n")[1].strip()
+    assert table in text
 
     # a second invocation trains nothing and reports the same table
     again = run_tool(*args)
     assert "train:" not in again
     assert again.count("skip (done)") == 3
     assert (tmp_path / "out" / "feature_kd.md").read_text() == md
+    assert readme.read_text() == text
 
     # the gradient diagnostic on the same sweep: one row per term, at init and trained
     run_tool(*args, "--variants", "pkd", "--diagnose")

@@ -19,11 +19,13 @@ subprocess on the variant's config under ``configs/demo/`` with ``--cfg-options`
 the real training path. A run whose final checkpoint and metric exist is skipped, so an
 interrupted sweep resumes where it stopped. Results: ``<out>/feature_kd_<task>.csv`` (one row
 per run) and ``<out>/feature_kd.md`` (mean ± std per variant, the teacher beside, the command).
-``--diagnose`` trains nothing: it reports, per loss term, the size and direction of its gradient
+``--readme README.md`` also writes each task's table and the command between the markers
+``<!-- feature_kd:<task>-<epochs>ep -->`` and ``<!-- /feature_kd:<task>-<epochs>ep -->`` of
+that file (checked before anything trains). ``--diagnose`` trains nothing: it reports, per loss term, the size and direction of its gradient
 against the task loss's (``<out>/feature_kd_gradients_<task>.md``).
 
     python tools/experiments/feature_kd.py --task cls --seeds 0 1 2 --epochs 10 \\
-        --teacher-epochs 30 --threads 1 --out outputs/feature_kd
+        --teacher-epochs 30 --threads 1 --out outputs/feature_kd --readme README.md
     python tools/experiments/feature_kd.py --task det --dry-run
 """
 
@@ -348,6 +350,38 @@ def write_outputs(out: Path, sections: list[tuple[Task, dict | None, list[dict]]
     return path
 
 
+def readme_markers(task: Task, epochs: int) -> tuple[str, str]:
+    """The two lines that enclose ``task``'s table at ``epochs`` student epochs in the README."""
+    key = f"feature_kd:{task.name}-{epochs}ep"
+    return f"<!-- {key} -->", f"<!-- /{key} -->"
+
+
+def check_readme(path: Path, keys: list[tuple[Task, int]]) -> None:
+    """Raise ``SystemExit`` naming the missing markers unless ``path`` has every section."""
+    if not path.is_file():
+        raise SystemExit(f"--readme {path}: no such file")
+    text = path.read_text()
+    missing = [
+        f"{begin} … {end}"
+        for begin, end in (readme_markers(task, ep) for task, ep in keys)
+        if not 0 <= text.find(begin) < text.find(end)
+    ]
+    if missing:
+        raise SystemExit(
+            f"--readme {path}: add these marker lines, in this order, where the tables "
+            f"should go: {'; '.join(missing)}"
+        )
+
+
+def update_readme(path: Path, task: Task, epochs: int, section: str) -> None:
+    """Replace what lies between ``task``'s markers in ``path`` with ``section``."""
+    begin, end = readme_markers(task, epochs)
+    text = path.read_text()
+    head, _, rest = text.partition(begin)
+    _, _, tail = rest.partition(end)
+    path.write_text(f"{head}{begin}\n{section}\n{end}{tail}")
+
+
 def _summed(value: object) -> Any:
     """A loss entry (a tensor or a list of per-level tensors) as one scalar."""
     return sum(value) if isinstance(value, (list, tuple)) else value
@@ -444,6 +478,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-root", type=Path, default=Path("data/digits"))
     parser.add_argument("--work-root", type=Path, default=Path("work_dirs/feature_kd"))
     parser.add_argument("--out", type=Path, default=Path("outputs/feature_kd"))
+    parser.add_argument(
+        "--readme", type=Path, default=None,
+        help="also write each task's table between its feature_kd markers in this file",
+    )  # fmt: skip
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     parser.add_argument(
         "--diagnose",
@@ -488,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
             print(text)
         return 0
 
+    if args.readme is not None:
+        check_readme(args.readme, [(t, args.epochs or t.default_epochs) for t in tasks])
     sections = []
     notes = []
     for task in tasks:
@@ -508,6 +548,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{total / 60:.1f} min of training in total (this invocation's runs and earlier ones)"
         )
     path = write_outputs(args.out, sections, cmd, notes)
+    if args.readme is not None:
+        for (task, teacher_result, results), note in zip(sections, notes, strict=True):
+            table = markdown_table(task, teacher_result, results)
+            section = f"```bash\n{cmd}\n```\n\n{note}.\n\n{table}"
+            update_readme(args.readme, task, args.epochs or task.default_epochs, section)
     print(path.read_text())
     return 0
 

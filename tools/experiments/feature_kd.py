@@ -423,6 +423,9 @@ def gradient_diagnostic(task: Task, args: argparse.Namespace) -> str:
             with DefaultScope.overwrite_default_scope(cfg.default_scope):
                 model = MODELS.build(cfg.model)
                 loader = Runner.build_dataloader(cfg.train_dataloader, seed=run.seed)
+                # as the Runner does before training (e.g. RetinaNet's classifier bias prior);
+                # the teacher lies outside the module tree and keeps its loaded weights
+                model.init_weights()
             if ckpt is not None:
                 state_dict = torch.load(ckpt, map_location="cpu", weights_only=False)
                 model.load_state_dict(state_dict["state_dict"])

@@ -187,9 +187,14 @@ def data_options(task: Task, data_root: Path, num_train: int | None) -> list[str
     return opts
 
 
+def student_epochs(task: Task, args: argparse.Namespace) -> int:
+    """The students' epochs: ``--epochs`` or the task's configs' own."""
+    return args.epochs or task.default_epochs
+
+
 def plan(task: Task, args: argparse.Namespace) -> tuple[Run, list[Run]]:
     """The teacher run and the variant × seed runs of ``task``."""
-    epochs = args.epochs or task.default_epochs
+    epochs = student_epochs(task, args)
     teacher_epochs = args.teacher_epochs or epochs
     common = data_options(task, args.data_root, args.num_train)
     root = args.work_root / task.name
@@ -530,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.readme is not None:
-        check_readme(args.readme, [(t, args.epochs or t.default_epochs) for t in tasks])
+        check_readme(args.readme, [(t, student_epochs(t, args)) for t in tasks])
     sections = []
     notes = []
     for task in tasks:
@@ -555,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
         for (task, teacher_result, results), note in zip(sections, notes, strict=True):
             table = markdown_table(task, teacher_result, results)
             section = f"```bash\n{cmd}\n```\n\n{note}.\n\n{table}"
-            update_readme(args.readme, task, args.epochs or task.default_epochs, section)
+            update_readme(args.readme, task, student_epochs(task, args), section)
     print(path.read_text())
     return 0
 

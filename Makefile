@@ -7,7 +7,7 @@
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup data demo test test-slow lint format benchmark theory
+.PHONY: setup data demo demo-full test test-slow test-build lint format benchmark theory
 
 setup:
 	@bash scripts/setup.sh
@@ -31,6 +31,9 @@ test: lint
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+test-build: setup
+	$(PY) -m pytest -q -m build tests/test_setup.py
 
 benchmark: setup
 	$(PY) tools/benchmark.py configs/demo/retinanet_pkd-logsum_digits.py

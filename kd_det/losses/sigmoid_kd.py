@@ -1,77 +1,131 @@
-"""Distillation for sigmoid classification heads: seed 002's χ-mixed binary cross-entropy."""
+"""Distillation for sigmoid classification heads (RetinaNet, FCOS, GFL)."""
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kd_det.losses.feature import check_pair
 from kd_det.registry import MODELS
 
-__all__ = ["SigmoidKDLoss"]
+__all__ = ["NORMALIZE_MODES", "SigmoidKDLoss"]
+
+NORMALIZE_MODES = ("teacher_sum", "num_images", "mean")
 
 
 @MODELS.register_module()
 class SigmoidKDLoss(nn.Module):
-    """χ-mixed binary cross-entropy (seed 002) for sigmoid heads (RetinaNet, FCOS, GFL).
+    """Binary cross-entropy to the teacher's sigmoid scores, normalised like a dense head's loss.
 
-    Elementwise, with target ``p = (1 − χ)·y + χ·σ(t/τ)``:
+    Elementwise (every class of every anchor/location of every image), with the teacher's soft
+    target ``p = σ(t/τ)`` and the student's score ``q = σ(s/τ)``::
 
-    ``L = w · τ² · mean( BCE(σ(s/τ), p) )``,  ``BCE(q, p) = −p·log q − (1 − p)·log(1 − q)``
+        ℓ = BCE(q, p) · |q − p|^β,     BCE(q, p) = −p·log q − (1 − p)·log(1 − q)
+        L = w · τ² · Σ ℓ / Z
 
-    over all elements (every class of every anchor/location of every image). ``χ = 1`` is pure
-    distillation and needs no labels. In a detector the label part ``(1 − χ)·BCE(σ(s), y)`` is
-    the head's own task loss (focal/quality loss on assigned targets), so use ``χ = 1`` there
-    and let the task loss carry the labels. Computed with the numerically stable logits form.
-    Note that with soft targets the minimum of ``L`` is the targets' entropy, not 0; the
-    gradient is what matters.
+    ``β > 0`` is the quality-focal weighting of GFL's QFL ("Generalized Focal Loss",
+    arXiv:2006.04388) and of CrossKD's KD-QFL ("CrossKD: Cross-Head Knowledge Distillation for
+    Object Detection", arXiv:2306.11369, which uses ``β = 1``): elements the student already
+    matches are weighted down, so the many easy background anchors do not swamp the sum. As in
+    both, the factor is not detached. ``β = 0`` is plain BCE.
+
+    The normaliser ``Z`` (``normalize``):
+
+    * ``'teacher_sum'`` (default): ``Z = max(Σ σ(t), 1)``, the teacher's summed confidence at
+      ``τ = 1`` over the same elements — a label-free proxy for the number of positive anchors.
+    * ``'num_images'``: ``Z = B``, a sum per image.
+    * ``'mean'``: ``Z = B · A · K``, the number of elements (kd_det's behaviour before
+      ``normalize`` existed).
+
+    Why the default: a dense head's own classification loss (focal loss, QFL) is a *sum* over
+    anchors × classes divided by the number of positive anchors, and detection KD terms that act
+    are normalised the same way (CrossKD's KD-QFL and LD divide by that number too). ``'mean'``
+    divides by every element instead — for RetinaNet thousands of times more elements than
+    positives — and its gradient is then 1–2 % of the focal loss's: the term does nothing. The
+    positives come from the head's assigner, which this term does not see, so the teacher's
+    summed confidence stands in for them; the clamp at 1 keeps an image or level the teacher
+    finds empty from dividing by almost nothing.
+
+    kd_det's distill term calls the loss once per layer pair — once per FPN level for a head
+    shared across levels — so ``Σ`` and ``Z`` run over one level at a time (each level is
+    normalised by its own teacher mass), and the term sums the levels.
+
+    ``χ`` (the weight of the teacher in seed 002's label/teacher mixture) must be 1: ground-truth
+    targets for a dense head need its assigner (which anchor is matched to which box), which this
+    term cannot supply; the head's own task loss already carries the labels. The loss is computed
+    from the logits (stable for saturated ones); with soft targets its minimum is the targets'
+    entropy, not 0 (0 when ``β > 0``).
 
     Args:
         tau: temperature ``τ`` applied to both student and teacher logits.
-        chi: mixing weight ``χ ∈ [0, 1]`` of the teacher's soft labels.
+        chi: must be 1 (pure distillation); kept so that configs can state it.
         loss_weight: ``w``.
+        normalize: ``'teacher_sum'``, ``'num_images'`` or ``'mean'`` (see above).
+        beta: exponent ``β ≥ 1`` of the quality-focal weighting, or 0 for none.
     """
 
     input_kind: ClassVar[str] = "logits"
 
-    def __init__(self, tau: float = 1.0, chi: float = 1.0, loss_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        tau: float = 1.0,
+        chi: float = 1.0,
+        loss_weight: float = 1.0,
+        normalize: str = "teacher_sum",
+        beta: float = 0.0,
+    ) -> None:
         super().__init__()
-        if not tau > 0:
-            raise ValueError(f"SigmoidKDLoss: tau must be > 0, got {tau}")
-        if not 0.0 <= chi <= 1.0:
-            raise ValueError(f"SigmoidKDLoss: chi must lie in [0, 1], got {chi}")
+        if not (math.isfinite(tau) and tau > 0):
+            raise ValueError(f"SigmoidKDLoss: tau must be a finite number > 0, got {tau}")
+        if chi != 1.0:
+            if isinstance(chi, (int, float)) and 0.0 <= chi < 1.0:
+                raise ValueError(
+                    f"SigmoidKDLoss: chi={chi} < 1 would mix ground-truth labels into the "
+                    "targets, but a dense head's labels need its assigner (which anchor matches "
+                    "which box), which a distill term does not have; use chi=1 and let the "
+                    "head's own classification loss carry the labels"
+                )
+            raise ValueError(f"SigmoidKDLoss: chi must be 1 (pure distillation), got {chi}")
+        if not (math.isfinite(loss_weight) and loss_weight >= 0):
+            raise ValueError(
+                f"SigmoidKDLoss: loss_weight must be a finite number >= 0, got {loss_weight}"
+            )
+        if normalize not in NORMALIZE_MODES:
+            raise ValueError(
+                f"SigmoidKDLoss: normalize must be one of {NORMALIZE_MODES}, got {normalize!r}"
+            )
+        # 0 < β < 1 has an infinite slope at q = p, where the gradient would be NaN.
+        if not (math.isfinite(beta) and (beta == 0 or beta >= 1)):
+            raise ValueError(f"SigmoidKDLoss: beta must be 0 (off) or a number >= 1, got {beta}")
         self.tau = float(tau)
-        self.chi = float(chi)
+        self.chi = 1.0
         self.loss_weight = float(loss_weight)
+        self.normalize = normalize
+        self.beta = float(beta)
 
-    def forward(self, student: Tensor, teacher: Tensor, labels: Tensor | None = None) -> Tensor:
-        """Return the weighted mixed BCE; ``labels`` (same shape, in [0, 1]) needed if χ < 1."""
+    def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
+        """Return ``w · τ² · Σ BCE(σ(s/τ), σ(t/τ)) · |σ(s/τ) − σ(t/τ)|^β / Z``."""
         s, t = check_pair(student, teacher, name=type(self).__name__)
+        z = s / self.tau if self.tau != 1.0 else s
         with torch.no_grad():
             target = torch.sigmoid(t / self.tau if self.tau != 1.0 else t)
-        if self.chi < 1.0:
-            if labels is None:
-                raise ValueError(
-                    f"SigmoidKDLoss: chi={self.chi} < 1 mixes in ground-truth labels, so "
-                    "forward() needs labels of the logits' shape. In a detector the label part "
-                    "is the head's own task loss: use chi=1 for the distillation term there."
-                )
-            if labels.shape != s.shape:
-                raise ValueError(
-                    f"SigmoidKDLoss: labels must have the logits' shape {tuple(s.shape)}, "
-                    f"got {tuple(labels.shape)}"
-                )
-            y = labels.detach().float()
-            if y.numel() and (y.min() < 0 or y.max() > 1):
-                raise ValueError(
-                    f"SigmoidKDLoss: labels must lie in [0, 1], got values in "
-                    f"[{y.min().item()}, {y.max().item()}]"
-                )
-            target = (1.0 - self.chi) * y + self.chi * target
-        z = s / self.tau if self.tau != 1.0 else s
-        # BCE with logits in its stable form, max(z, 0) - z p + log(1 + exp(-|z|)): the same
-        # value as F.binary_cross_entropy_with_logits, about 40% cheaper on CPU (log_sigmoid)
-        bce = (z.clamp_min(0) - z * target + torch.log1p(torch.exp(-z.abs()))).mean()
-        return self.loss_weight * self.tau**2 * bce
+            if self.normalize == "teacher_sum":
+                conf = target if self.tau == 1.0 else torch.sigmoid(t)
+                denom = conf.sum().clamp_min(1.0)
+            elif self.normalize == "num_images":
+                denom = torch.tensor(float(s.shape[0]) if s.ndim > 1 else 1.0)
+            else:
+                denom = torch.tensor(float(s.numel()))
+        # PyTorch's fused BCE with logits: stable for saturated logits, and its analytic
+        # gradient σ(z) − p is exact at z = 0 (a hand-written max(z, 0) + log1p(exp(−|z|))
+        # form gets the kink's subgradients wrong there).
+        if self.beta > 0:
+            bce = F.binary_cross_entropy_with_logits(z, target, reduction="none")
+            total = (bce * (torch.sigmoid(z) - target).abs().pow(self.beta)).sum()
+        else:
+            total = F.binary_cross_entropy_with_logits(z, target, reduction="sum")
+        return self.loss_weight * self.tau**2 * total / denom.to(s.device)

@@ -22,6 +22,9 @@ that runs only that mode (``tools/benchmark.py --only MODE``): on CUDA the peak 
 ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``; on CPU the process's
 peak resident set size during the steps (see :class:`MemoryResult`), which needs a process
 of its own because memory one mode frees stays resident for the next.
+
+This module measures; ``tools/benchmark.py`` runs it from the command line and formats the
+report (the table and the verdict on a target ratio).
 """
 
 from __future__ import annotations
@@ -39,18 +42,12 @@ import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper, build_optim_wrapper
-from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import Runner
-from mmengine.utils import import_modules_from_strings
 from torch import nn
 
+from kd_det.apis import build_model_from_cfg
+
 MODES = ("student", "distill", "bound")
-MODE_LABELS = {
-    "student": "(a) student alone",
-    "distill": "(b) distillation step",
-    "bound": "(c) lower bound = (a) + teacher forward",
-}
-TARGET_RATIO = 1.05
 MIB = 1024.0 * 1024.0
 
 Batch = dict[str, Any]
@@ -87,15 +84,9 @@ def load_config(
 
 
 def build_distiller(cfg: Config, device: str | torch.device = "cpu") -> nn.Module:
-    """Build ``cfg.model`` as the Runner would (custom imports, default scope), on ``device``,
-    in training mode. It must be a distiller with ``student`` and ``teacher_forward``."""
-    import kd_det  # noqa: F401  (registers kd_det's modules)
-
-    if cfg.get("custom_imports"):
-        import_modules_from_strings(**cfg.custom_imports)
-    if cfg.get("default_scope"):
-        init_default_scope(cfg.default_scope)
-    model = MODELS.build(copy.deepcopy(cfg.model))
+    """Build ``cfg.model`` (:func:`kd_det.apis.build_model_from_cfg`) on ``device``, in
+    training mode. It must be a distiller with ``student`` and ``teacher_forward``."""
+    model = build_model_from_cfg(cfg)
     if not (
         hasattr(model, "teacher_forward") and isinstance(getattr(model, "student", None), nn.Module)
     ):
@@ -309,7 +300,6 @@ class ModeResult:
     of the process's CPU time."""
 
     mode: str
-    label: str
     times_ms: list[float]
     median_ms: float
     q1_ms: float
@@ -330,7 +320,6 @@ class ModeResult:
         cpu_median = float(np.median(cpu_times_ms)) if len(cpu_times_ms) else None
         return cls(
             mode,
-            MODE_LABELS.get(mode, mode),
             list(times_ms),
             median,
             q1,
@@ -349,7 +338,8 @@ def ratios_of(medians: dict[str, float]) -> dict[str, float]:
 
 @dataclass
 class BenchmarkResult:
-    """Everything one benchmark run measured; :meth:`format` prints it as a table."""
+    """Everything one benchmark run measured: per-mode times (and memory, when measured) and
+    the ratios of their medians, wall-clock and CPU time."""
 
     config: str
     device: str
@@ -361,80 +351,15 @@ class BenchmarkResult:
     modes: dict[str, ModeResult]
     ratios: dict[str, float] = field(init=False)
     cpu_ratios: dict[str, float] | None = field(init=False)
-    target: float = TARGET_RATIO
-    within_target: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.ratios = ratios_of({m: r.median_ms for m, r in self.modes.items()})
         cpu = {m: r.cpu_median_ms for m, r in self.modes.items()}
         self.cpu_ratios = None if None in cpu.values() else ratios_of(cpu)  # type: ignore[arg-type]
-        self.within_target = self.ratios["distill/bound"] <= self.target
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
         return asdict(self)
-
-    def format(self) -> str:
-        """A readable report: the table, the ratios, the verdict and what memory means."""
-        lines = [
-            f"config: {self.config}",
-            f"device: {self.device} (torch threads: {self.threads}), batch size "
-            f"{self.batch_size}, {self.iters} measured rounds after {self.warmup} warm-up; "
-            "modes interleaved on the same batches",
-        ]
-        if self.teacher_ckpt is None:
-            lines.append(
-                "note: no teacher_ckpt, the teacher keeps its initial weights "
-                "(weights do not change the speed)"
-            )
-        head = f"{'mode':<42}{'median ms':>10}{'q1 ms':>9}{'q3 ms':>9}{'IQR ms':>9}"
-        show_cpu = self.cpu_ratios is not None and torch.device(self.device).type == "cpu"
-        if show_cpu:
-            head += f"{'CPU ms':>10}"
-        has_mem = any(m.memory is not None for m in self.modes.values())
-        if has_mem:
-            head += f"{'peak MiB':>10}{'step MiB':>10}"
-        lines += ["", head, "-" * len(head)]
-        for m in self.modes.values():
-            row = f"{m.label:<42}{m.median_ms:>10.1f}{m.q1_ms:>9.1f}{m.q3_ms:>9.1f}{m.iqr_ms:>9.1f}"
-            if show_cpu:
-                row += f"{m.cpu_median_ms:>10.1f}"
-            if has_mem:
-                mem = m.memory
-                peak = f"{mem.peak_mb:.1f}" if mem else "-"
-                step = f"{mem.step_mb:.1f}" if mem and mem.step_mb is not None else "-"
-                row += f"{peak:>10}{step:>10}"
-            lines.append(row)
-        r = self.ratios
-        lines += [
-            "",
-            f"ratios of medians: b/a = {r['distill/student']:.3f}   "
-            f"b/c = {r['distill/bound']:.3f}   c/a = {r['bound/student']:.3f}",
-            f"target b/c <= {self.target:.2f}: "
-            + ("MET" if self.within_target else "NOT MET")
-            + f" (distillation step is {100 * (r['distill/bound'] - 1):+.1f}% over the bound)",
-        ]
-        if show_cpu and self.cpu_ratios is not None:
-            c = self.cpu_ratios
-            lines.insert(
-                -1,
-                f"ratios of CPU-time medians (process CPU time, all threads; steadier than wall "
-                f"time on a shared CPU): b/a = {c['distill/student']:.3f}   "
-                f"b/c = {c['distill/bound']:.3f}   c/a = {c['bound/student']:.3f}",
-            )
-        if has_mem:
-            kind = next(m.memory.kind for m in self.modes.values() if m.memory)
-            what = {
-                "cuda_max_memory_allocated": "torch.cuda.max_memory_allocated (GPU tensors)",
-                "cpu_peak_rss": "peak resident set size of the whole process during the steps",
-                "cpu_max_rss": "lifetime peak RSS (ru_maxrss), construction included",
-            }[kind]
-            lines.append(
-                f"memory: each mode alone in its own process; peak = {what}; step = peak minus "
-                "what was in use before the first step (models, batches), i.e. activations, "
-                "gradients, optimizer state and teacher features"
-            )
-        return "\n".join(lines)
 
 
 # -- whole runs ------------------------------------------------------------------------------

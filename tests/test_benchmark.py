@@ -1,6 +1,7 @@
-"""tools/benchmark.py and kd_det.benchmark: structure of the report, statistics, memory probe.
+"""kd_det.benchmark (the measurement) and tools/benchmark.py (the report): statistics, the
+interleaving, the memory probe, the report's structure.
 
-No assertion on speed: the 1.05 target is measured, not tested.
+No assertion on speed: the target ratio is measured, not tested.
 """
 
 from __future__ import annotations
@@ -15,15 +16,20 @@ import torch
 
 from kd_det.benchmark import (
     MODES,
+    BenchmarkResult,
+    MemoryResult,
     ModeResult,
+    build_distiller,
     load_config,
     measure_memory,
     ratios_of,
     time_interleaved,
 )
 from tests.conftest import CONFIGS, REPO, run_tool
+from tools.benchmark import MODE_LABELS, format_report, report_dict
 
-DISTILL_CONFIG = CONFIGS / "demo" / "retinanet_pkd-logsum_digits.py"
+DISTILL_CONFIG = CONFIGS / "srd" / "srd_retinanet-w32-w8_fpn_24e_digits.py"
+STUDENT_CONFIG = CONFIGS / "baselines" / "retinanet_r18-w8_fpn_24e_digits.py"
 
 
 def test_mode_result_quartiles_by_hand() -> None:
@@ -31,7 +37,6 @@ def test_mode_result_quartiles_by_hand() -> None:
     # linear interpolation on sorted [1, 2, 3, 4]: positions 0.75, 1.5, 2.25
     assert (r.q1_ms, r.median_ms, r.q3_ms, r.iqr_ms) == (1.75, 2.5, 3.25, 1.5)
     assert r.cpu_median_ms == 2.0
-    assert r.label.startswith("(b)")
     with pytest.raises(ValueError, match="no measured iterations"):
         ModeResult.from_times("student", [])
 
@@ -41,6 +46,28 @@ def test_ratios_by_hand() -> None:
     assert ratios == pytest.approx(
         {"distill/student": 2.2, "distill/bound": 1.1, "bound/student": 2.0}
     )
+
+
+def _result(medians: dict[str, float], memory: bool = False) -> BenchmarkResult:
+    modes = {m: ModeResult.from_times(m, [t], [t / 2]) for m, t in medians.items()}
+    if memory:
+        for mode in modes.values():
+            mode.memory = MemoryResult("cpu_peak_rss", 1, 500.0, 400.0, 100.0)
+    return BenchmarkResult("cfg.py", "cpu", 2, 1, 1, 1, None, modes)
+
+
+def test_report_states_the_verdict_on_the_target() -> None:
+    result = _result({"student": 50.0, "distill": 104.0, "bound": 100.0}, memory=True)
+    text = format_report(result, target=1.05)
+    assert "target b/c <= 1.05: MET (distillation step is +4.0% over the bound)" in text
+    assert "target b/c <= 1.02: NOT MET" in format_report(result, target=1.02)
+    for label in MODE_LABELS.values():
+        assert label in text
+    assert "b/a = 2.080   b/c = 1.040   c/a = 2.000" in text
+    assert "peak = peak resident set size" in text and "no teacher_ckpt" in text
+    assert report_dict(result, 1.05)["within_target"] is True
+    assert report_dict(result, 1.02)["within_target"] is False
+    assert "memory:" not in format_report(_result({m: 1.0 for m in MODES}))
 
 
 def test_interleaving_rotates_the_order_and_drops_warmup() -> None:
@@ -113,7 +140,7 @@ def test_cli_reports_three_modes_with_consistent_ratios(digits_root: Path, tmp_p
             assert mem["kind"] == "cpu_peak_rss"
             assert 0 < mem["baseline_mb"] <= mem["peak_mb"]
             assert mem["step_mb"] == pytest.approx(mem["peak_mb"] - mem["baseline_mb"])
-        assert r["label"] in text
+        assert MODE_LABELS[mode] in text
     ratios = result["ratios"]
     assert ratios["distill/student"] == pytest.approx(medians["distill"] / medians["student"])
     assert ratios["distill/bound"] == pytest.approx(medians["distill"] / medians["bound"])
@@ -124,9 +151,7 @@ def test_cli_reports_three_modes_with_consistent_ratios(digits_root: Path, tmp_p
     assert f"target b/c <= 1.05: {verdict} " in text
 
 
-def test_non_distiller_config_is_refused(digits_root: Path) -> None:
-    from kd_det.benchmark import build_distiller
-
-    cfg = load_config(str(CONFIGS / "demo" / "retinanet_student_digits.py"))
+def test_non_distiller_config_is_refused() -> None:
+    cfg = load_config(str(STUDENT_CONFIG))
     with pytest.raises(ValueError, match="needs a distiller"):
         build_distiller(cfg)

@@ -9,10 +9,11 @@ preprocessed batches (see :mod:`kd_det.benchmark`): (a) the student trained alon
 distillation step, (c) the lower bound (a) + the teacher's forward to the deepest needed layer.
 Then measures each mode's peak memory in a child process of its own (``--only MODE``;
 the three run concurrently after the timing).
-The target is b/c <= 1.05. Example on the digits pair without a trained teacher::
+The report states whether b/c meets ``--target`` (default 1.05: a distillation step at most 5 %
+slower than its lower bound). Example on the digits pair without a trained teacher::
 
-    python tools/benchmark.py configs/demo/retinanet_pkd-logsum_digits.py --batch-size 8 \\
-        --cfg-options model.teacher_ckpt=None
+    python tools/benchmark.py configs/srd/srd_retinanet-w32-w8_fpn_24e_digits.py \\
+        --batch-size 8 --cfg-options model.teacher_ckpt=None
 """
 
 from __future__ import annotations
@@ -25,11 +26,31 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 from mmengine.config import DictAction
 
-from kd_det.benchmark import MODES, MemoryResult, load_config, run_memory, run_timing
+from kd_det.benchmark import (
+    MODES,
+    BenchmarkResult,
+    MemoryResult,
+    load_config,
+    run_memory,
+    run_timing,
+)
+
+MODE_LABELS = {
+    "student": "(a) student alone",
+    "distill": "(b) distillation step",
+    "bound": "(c) lower bound = (a) + teacher forward",
+}
+TARGET_RATIO = 1.05
+MEMORY_KINDS = {
+    "cuda_max_memory_allocated": "torch.cuda.max_memory_allocated (GPU tensors)",
+    "cpu_peak_rss": "peak resident set size of the whole process during the steps",
+    "cpu_max_rss": "lifetime peak RSS (ru_maxrss), construction included",
+}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -49,6 +70,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument(
+        "--target",
+        type=float,
+        default=TARGET_RATIO,
+        help=f"largest acceptable b/c, distillation over its lower bound (default {TARGET_RATIO})",
+    )
+    parser.add_argument(
         "--threads", type=int, help="torch CPU threads (default: torch's own choice)"
     )
     parser.add_argument("--seed", type=int, default=0, help="torch seed for the weights")
@@ -64,7 +91,77 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("need --iters >= 1, --warmup >= 0 and --memory-steps >= 1")
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be at least 1")
+    if not args.target > 0:
+        parser.error(f"--target must be > 0, got {args.target}")
     return args
+
+
+def format_report(result: BenchmarkResult, target: float = TARGET_RATIO) -> str:
+    """A readable report: the table, the ratios, the verdict on ``target`` and what memory
+    means."""
+    lines = [
+        f"config: {result.config}",
+        f"device: {result.device} (torch threads: {result.threads}), batch size "
+        f"{result.batch_size}, {result.iters} measured rounds after {result.warmup} warm-up; "
+        "modes interleaved on the same batches",
+    ]
+    if result.teacher_ckpt is None:
+        lines.append(
+            "note: no teacher_ckpt, the teacher keeps its initial weights "
+            "(weights do not change the speed)"
+        )
+    head = f"{'mode':<42}{'median ms':>10}{'q1 ms':>9}{'q3 ms':>9}{'IQR ms':>9}"
+    show_cpu = result.cpu_ratios is not None and torch.device(result.device).type == "cpu"
+    if show_cpu:
+        head += f"{'CPU ms':>10}"
+    has_mem = any(m.memory is not None for m in result.modes.values())
+    if has_mem:
+        head += f"{'peak MiB':>10}{'step MiB':>10}"
+    lines += ["", head, "-" * len(head)]
+    for m in result.modes.values():
+        label = MODE_LABELS.get(m.mode, m.mode)
+        row = f"{label:<42}{m.median_ms:>10.1f}{m.q1_ms:>9.1f}{m.q3_ms:>9.1f}{m.iqr_ms:>9.1f}"
+        if show_cpu:
+            row += f"{m.cpu_median_ms:>10.1f}"
+        if has_mem:
+            mem = m.memory
+            peak = f"{mem.peak_mb:.1f}" if mem else "-"
+            step = f"{mem.step_mb:.1f}" if mem and mem.step_mb is not None else "-"
+            row += f"{peak:>10}{step:>10}"
+        lines.append(row)
+    r = result.ratios
+    lines += [
+        "",
+        f"ratios of medians: b/a = {r['distill/student']:.3f}   "
+        f"b/c = {r['distill/bound']:.3f}   c/a = {r['bound/student']:.3f}",
+    ]
+    if show_cpu and result.cpu_ratios is not None:
+        c = result.cpu_ratios
+        lines.append(
+            f"ratios of CPU-time medians (process CPU time, all threads; steadier than wall "
+            f"time on a shared CPU): b/a = {c['distill/student']:.3f}   "
+            f"b/c = {c['distill/bound']:.3f}   c/a = {c['bound/student']:.3f}"
+        )
+    lines.append(
+        f"target b/c <= {target:.2f}: "
+        + ("MET" if r["distill/bound"] <= target else "NOT MET")
+        + f" (distillation step is {100 * (r['distill/bound'] - 1):+.1f}% over the bound)"
+    )
+    if has_mem:
+        kind = next(m.memory.kind for m in result.modes.values() if m.memory)
+        lines.append(
+            f"memory: each mode alone in its own process; peak = {MEMORY_KINDS[kind]}; step = "
+            "peak minus what was in use before the first step (models, batches), i.e. "
+            "activations, gradients, optimizer state and teacher features"
+        )
+    return "\n".join(lines)
+
+
+def report_dict(result: BenchmarkResult, target: float = TARGET_RATIO) -> dict[str, Any]:
+    """The measurement as a JSON-serialisable dict, with the target and whether it is met."""
+    out = result.to_dict()
+    out.update(target=target, within_target=result.ratios["distill/bound"] <= target)
+    return out
 
 
 def memory_in_children(argv: Sequence[str], modes: Sequence[str]) -> dict[str, MemoryResult]:
@@ -118,9 +215,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.no_memory:
         for mode, memory in memory_in_children(raw, MODES).items():
             result.modes[mode].memory = memory
-    print(result.format())
+    print(format_report(result, args.target))
     if args.json:
-        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2))
+        Path(args.json).write_text(json.dumps(report_dict(result, args.target), indent=2))
 
 
 if __name__ == "__main__":

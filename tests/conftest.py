@@ -6,7 +6,6 @@ train.py) in subprocesses, on tiny models and a few dozen 128-px images.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from kd_det.apis import read_scalars  # noqa: F401  (re-exported for the Runner-level tests)
 from kd_det.datasets import make_classification_set, make_detection_set
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,15 +87,10 @@ def write_config(path: Path, bases: list[str | Path], body: str) -> Path:
     return path
 
 
-def read_scalars(work_dir: Path) -> list[dict]:
-    """All records of the (last) run's vis_data/scalars.json in ``work_dir``."""
-    files = sorted(work_dir.glob("*/vis_data/scalars.json"))
-    assert files, f"no scalars.json under {work_dir}"
-    return [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]
-
-
 def metric_from_output(output: str, key: str) -> float:
-    """The last ``key: value`` an mmengine log printed."""
+    """The last ``key: value`` an mmengine log printed: for a tool's printed output, e.g.
+    ``tools/test.py``'s (whose metrics go to no ``scalars.json``); a training work dir is read
+    with :func:`kd_det.apis.read_metrics`."""
     values = [
         float(part.split(":", 1)[1])
         for line in output.splitlines()

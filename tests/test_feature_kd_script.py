@@ -1,4 +1,5 @@
-"""tools/experiments/feature_kd.py: the planned commands, and a tiny sweep end to end."""
+"""tools/experiments/feature_kd.py and its shared plumbing (tools/experiments/common.py): the
+tables and README sections by hand, the planned commands, and a tiny sweep end to end."""
 
 from __future__ import annotations
 
@@ -6,18 +7,52 @@ import csv
 import re
 from pathlib import Path
 
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.model import BaseModule
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import MODELS, DefaultScope
 from mmpretrain.structures import DataSample
 
-import kd_det  # noqa: F401  (registers kd_det's modules)
+from kd_det.apis import build_model_from_cfg
 from tests.conftest import REPO, run_tool
+from tools.experiments.common import check_readme, mean_std_table, update_readme
 
 SCRIPT = "tools/experiments/feature_kd.py"
-VARIANTS = ["student", "logitkd", "fitnet", "pkd", "pkd-frozenproj", "pkd-nobn", "pkd-mse"]
+VARIANTS = ["student", "logitkd", "fitnet", "srd", "srd-frozenproj", "srd-nobn", "srd-mse"]
+
+
+def _rec(variant: str, seed: int, value: float) -> dict:
+    return dict(variant=variant, seed=seed, epochs=2, value=value)
+
+
+def test_mean_std_table_by_hand() -> None:
+    records = [_rec("b", 1, 0.30), _rec("student", 0, 0.10), _rec("b", 0, 0.20),
+               _rec("student", 1, 0.30), _rec("unlisted", 0, 0.5)]  # fmt: skip
+    table = mean_std_table(
+        records, {"student": "alone", "b": "  method b", "c": "no runs"}, "mAP (%)", 100.0,
+        teacher=_rec("teacher", 0, 0.456),
+    )  # fmt: skip
+    assert table.splitlines() == [
+        "| variant | mAP (%) mean ± std | n | Δ vs student | per seed |",
+        "|---|---|---|---|---|",
+        "| teacher (seed 0, 2 ep) | 45.60 | 1 | | |",
+        # student: 10 and 30 -> mean 20, sample std 14.14; b: 20 and 30 -> 25 ± 7.07, +5
+        "| student (alone) | 20.00 ± 14.14 | 2 |  | 0: 10.00, 1: 30.00 |",
+        "| b (method b) | 25.00 ± 7.07 | 2 | +5.00 | 0: 20.00, 1: 30.00 |",
+    ]
+
+
+def test_readme_section_is_replaced_between_its_markers(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("top\n<!-- k -->\nold\n<!-- /k -->\n<!-- j -->\n<!-- /j -->\nend\n")
+    check_readme(readme, ["k", "j"])
+    update_readme(readme, "k", "new\ntable")
+    assert readme.read_text() == (
+        "top\n<!-- k -->\nnew\ntable\n<!-- /k -->\n<!-- j -->\n<!-- /j -->\nend\n"
+    )
+    with pytest.raises(SystemExit, match="<!-- x --> … <!-- /x -->"):
+        check_readme(readme, ["k", "x"])
 
 
 def _runs(output: str) -> list[tuple[str, str, int, str]]:
@@ -42,20 +77,23 @@ def test_dry_run_lists_every_variant_and_seed(tmp_path: Path) -> None:
         assert got == {(v, s) for v in VARIANTS for s in (0, 1, 2)} | {("teacher", 0)}
     assert not (tmp_path / "work").exists(), "a dry run must not train"
     by_key = {(t, v, s): cmd for t, v, s, cmd in runs}
-    det_pkd = by_key[("det", "pkd", 2)]
-    assert "tools/train.py configs/demo/retinanet_pkd-logsum_digits.py" in det_pkd
-    assert "randomness.seed=2" in det_pkd
-    assert "train_cfg.max_epochs=6" in det_pkd
-    assert "param_scheduler.1.milestones=[4,6]" in det_pkd  # 16/24 and 22/24 of 6 epochs
-    assert f"model.teacher_ckpt={tmp_path}/work/det/teacher/epoch_6.pth" in det_pkd
-    assert "val_evaluator.ann_file=" in det_pkd
+    det_srd = by_key[("det", "srd", 2)]
+    assert "tools/train.py configs/srd/srd_retinanet-w32-w8_fpn_24e_digits.py" in det_srd
+    assert "randomness.seed=2" in det_srd
+    assert "train_cfg.max_epochs=6" in det_srd
+    assert "param_scheduler.1.milestones=[4,6]" in det_srd  # 16/24 and 22/24 of 6 epochs
+    assert f"model.teacher_ckpt={tmp_path}/work/det/teacher/epoch_6.pth" in det_srd
+    assert "val_evaluator.ann_file=" in det_srd
     assert "model.teacher_ckpt" not in by_key[("det", "student", 0)]
-    cls_frozen = by_key[("cls", "pkd-frozenproj", 1)]
-    assert "configs/demo/resnet_pkd-logsum-frozenproj_digits_cls.py" in cls_frozen
+    cls_frozen = by_key[("cls", "srd-frozenproj", 1)]
+    assert "configs/srd/srd-frozenproj_resnet18-w32-w8_30e_digits-cls.py" in cls_frozen
     assert "milestones" not in cls_frozen
-    assert (
-        "tools/train.py configs/demo/resnet_teacher_digits_cls.py" in by_key[("cls", "teacher", 0)]
-    )
+    cls_teacher = by_key[("cls", "teacher", 0)]
+    assert "tools/train.py configs/baselines/resnet18-w32_30e_digits-cls.py" in cls_teacher
+    # every planned config exists
+    configs = {re.search(r"tools/train\.py (\S+)", cmd)[1] for *_, cmd in runs}
+    assert len(configs) == 2 * (len(VARIANTS) + 1)
+    assert all((REPO / c).is_file() for c in configs), sorted(configs)
 
 
 def test_readme_without_the_markers_is_refused_before_training(tmp_path: Path) -> None:
@@ -77,13 +115,13 @@ def test_tiny_sweep_end_to_end_and_resume(tmp_path: Path, digits_root: Path) -> 
         "# top\n\n<!-- feature_kd:det-1ep -->\nold\n<!-- /feature_kd:det-1ep -->\nend\n"
     )
     args = [
-        SCRIPT, "--task", "det", "--seeds", "0", "--variants", "student", "pkd",
+        SCRIPT, "--task", "det", "--seeds", "0", "--variants", "student", "srd",
         "--epochs", "1", "--teacher-epochs", "1", "--num-train", "16", "--threads", "1",
         "--data-root", digits_root, "--work-root", tmp_path / "work", "--out", tmp_path / "out",
         "--readme", readme,
     ]  # fmt: skip
     out = run_tool(*args)
-    for variant in ("teacher", "student", "pkd"):
+    for variant in ("teacher", "student", "srd"):
         assert f"train: det {variant} seed 0" in out
 
     # (the classification path is what docs/feature_kd.md's sweep ran; detection is the one the
@@ -91,21 +129,20 @@ def test_tiny_sweep_end_to_end_and_resume(tmp_path: Path, digits_root: Path) -> 
     with open(tmp_path / "out" / "feature_kd_det.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["variant"], r["seed"]) for r in rows] == [
-        ("teacher", "0"), ("student", "0"), ("pkd", "0")
+        ("teacher", "0"), ("student", "0"), ("srd", "0")
     ]  # fmt: skip
     for row in rows:
         assert row["metric"] == "coco/bbox_mAP" and row["epochs"] == "1"
-        assert 0.0 <= float(row["value"]) <= 1.0
         assert float(row["seconds"]) > 0
     # the distilled detector loaded the teacher trained in this sweep and logged its terms
-    det_log = (tmp_path / "work/det/pkd/seed0/train.log").read_text()
+    det_log = (tmp_path / "work/det/srd/seed0/train.log").read_text()
     assert "distill.fpn.loss" in det_log and "distill.cls.loss" in det_log
     assert "teacher_ckpt is None" not in det_log
 
     md = (tmp_path / "out" / "feature_kd.md").read_text()
     assert "python tools/experiments/feature_kd.py --task det --seeds 0" in md
     assert re.search(r"\| student \(student alone\) \| \d+\.\d\d ± 0\.00 \| 1 \|", md)
-    assert re.search(r"\| pkd \(seed 001.*\| \d+\.\d\d ± 0\.00 \| 1 \| [+-]\d+\.\d\d \|", md)
+    assert re.search(r"\| srd \(SRD: .*\| \d+\.\d\d ± 0\.00 \| 1 \| [+-]\d+\.\d\d \|", md)
     assert re.search(r"\| teacher \(seed 0, 1 ep\) \| \d+\.\d\d \|", md)
     # the README section holds the command and the same table, and nothing else changed
     text = readme.read_text()
@@ -120,15 +157,21 @@ def test_tiny_sweep_end_to_end_and_resume(tmp_path: Path, digits_root: Path) -> 
     assert again.count("skip (done)") == 3
     assert (tmp_path / "out" / "feature_kd.md").read_text() == md
     assert readme.read_text() == text
+    # the report step alone writes the same table from the finished runs
+    report_args = [a if a != tmp_path / "out" else tmp_path / "report" for a in args]
+    run_tool(*report_args, "--report-only")
+    assert table in (tmp_path / "report" / "feature_kd.md").read_text()
+    out = run_tool(*report_args, "--report-only", "--seeds", "0", "1", fails=True)
+    assert "det student seed 1 has not finished" in out
 
     # the gradient diagnostic on the same sweep: one row per term, at init and trained
-    run_tool(*args, "--variants", "pkd", "--diagnose")
+    run_tool(*args, "--variants", "srd", "--diagnose")
     table = (tmp_path / "out" / "feature_kd_gradients_det.md").read_text()
     for state in ("init", "trained"):
-        assert re.search(rf"\| pkd \| {state} \| task \| [\d.]+ \| 1\.00 \| \+1\.00 \|", table)
+        assert re.search(rf"\| srd \| {state} \| task \| [\d.]+ \| 1\.00 \| \+1\.00 \|", table)
         for term in ("distill.fpn.loss", "distill.cls.loss"):
             assert re.search(
-                rf"\| pkd \| {state} \| {term} \| -?[\d.]+ \| [\d.]+ \| [+-][\d.]+ \|", table
+                rf"\| srd \| {state} \| {term} \| -?[\d.]+ \| [\d.]+ \| [+-][\d.]+ \|", table
             )
 
 
@@ -139,10 +182,9 @@ def _projector_before_after(config: str) -> tuple[torch.Tensor, torch.Tensor, bo
     cfg = Config.fromfile(REPO / config)
     cfg.model.teacher_ckpt = None  # the teacher keeps PyTorch's default init (see below)
     torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        model = MODELS.build(cfg.model)
-        optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    proj = model.term("feat").student_connectors[0].projector.weight
+    model = build_model_from_cfg(cfg)
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    proj = model.term("feat").connectors[0].projector.weight
     before, fc_before = proj.detach().clone(), model.student.head.fc.weight.detach().clone()
     model.train()
     for _ in range(3):
@@ -157,12 +199,12 @@ def test_frozen_projector_variant_trains_everything_but_its_projector(monkeypatc
     # mmengine's init_weights of the teacher (it has no checkpoint here) is slow and irrelevant
     monkeypatch.setattr(BaseModule, "init_weights", lambda self: None)
     before, after, fc_changed = _projector_before_after(
-        "configs/demo/resnet_pkd-logsum-frozenproj_digits_cls.py"
+        "configs/srd/srd-frozenproj_resnet18-w32-w8_30e_digits-cls.py"
     )
     assert fc_changed
     assert before.shape == (256, 64)
     assert torch.equal(before, after)  # lr 0 and no weight decay: exactly unchanged
     before, after, fc_changed = _projector_before_after(
-        "configs/demo/resnet_pkd-logsum_digits_cls.py"
+        "configs/srd/srd_resnet18-w32-w8_30e_digits-cls.py"
     )
     assert fc_changed and not torch.equal(before, after)

@@ -1,4 +1,4 @@
-"""Tests of the layer-angle diagnostic (seed 003) and linear CKA."""
+"""Tests of the layer-angle diagnostic (arXiv:2502.04499) and linear CKA (arXiv:1905.00414)."""
 
 from __future__ import annotations
 

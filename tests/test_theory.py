@@ -1,4 +1,4 @@
-"""Tests of the solvable KD model (kd_det.theory, seed 002) at small N.
+"""Tests of the solvable KD model (kd_det.theory, arXiv:2012.00194) at small N.
 
 The claim tests average over seeds and assert each claim's direction with a margin; they take a
 few seconds on one core.

@@ -1,5 +1,7 @@
-"""Linear centred kernel alignment (CKA) between two representations (seed 000's "CKA between
-corresponding layers").
+"""Linear centred kernel alignment (CKA) between two representations: "Similarity of Neural
+Network Representations Revisited" (Kornblith et al., ICML 2019, arXiv:1905.00414), used to
+compare corresponding teacher and student layers as in "What Knowledge Gets Distilled in
+Knowledge Distillation?" (Ojha et al., NeurIPS 2023, arXiv:2205.16004).
 
 For ``X ∈ R^{N×D1}`` and ``Y ∈ R^{N×D2}`` whose rows are the same ``N`` examples, with columns
 centred (``X̃ = X − mean over rows``):

@@ -1,4 +1,6 @@
-"""Angles between teacher layers seen from the student (seed 003's diagnostic).
+"""Angles between teacher layers seen from the student: the diagnostic of "Revisiting
+Intermediate-Layer Matching in Knowledge Distillation: Layer-Selection Strategy Doesn't Matter
+(Much)" (Yu, Wen & Mou, arXiv:2502.04499).
 
 For a student hidden state ``s`` and teacher states ``t_1 … t_L`` at the same ``N`` positions
 (already in the student's width), the diagnostic is
@@ -7,7 +9,7 @@ For a student hidden state ``s`` and teacher states ``t_1 … t_L`` at the same 
             = (1/N) Σ_n ⟨t_j[n] − s[n], t_k[n] − s[n]⟩ / (‖t_j[n] − s[n]‖ ‖t_k[n] − s[n]‖).
 
 Mostly positive off-diagonal entries (acute angles) mean that pulling the student towards any
-one teacher layer also pulls it towards the others — seed 003's explanation of why the
+one teacher layer also pulls it towards the others — the paper's explanation of why the
 layer-selection strategy matters little.
 
 Where a teacher state equals the student state the direction is undefined; its unit vector is

@@ -80,7 +80,8 @@ def _check_positive(name: str, **values: float) -> None:
 
 @MODELS.register_module()
 class MSEFeatureLoss(nn.Module):
-    """Feature imitation (FitNet hint) loss.
+    """Feature imitation (hint) loss of "FitNets: Hints for Thin Deep Nets" (Romero et al., ICLR
+    2015, arXiv:1412.6550).
 
     ``L = w · mean((s − t)²)`` over all elements.
     """
@@ -99,7 +100,8 @@ class MSEFeatureLoss(nn.Module):
 
 @MODELS.register_module()
 class LogSumLoss(nn.Module):
-    """Soft-maximum distance of seed 001 ("role of the projector").
+    """Soft-maximum distance of SRD: "Understanding the Role of the Projector in Knowledge
+    Distillation" (Miles & Mikolajczyk, AAAI 2024, arXiv:2303.11098).
 
     ``L = w · log( Σ_{all elements of the batch} |s − t|^α )`` — one log over the whole sum.
 
@@ -159,7 +161,7 @@ class CosineFeatureLoss(nn.Module):
 
 @MODELS.register_module()
 class CorrelationLoss(nn.Module):
-    """Correlation form of seed 001's loss.
+    """Correlation form of SRD's loss (arXiv:2303.11098).
 
     ``c_d = (1/N) · Σ_n s_nd · t_nd`` over the ``N`` samples (rows of ``[B, C]``, or every
     location of every image of ``[B, C, H, W]``), then

@@ -15,7 +15,8 @@ __all__ = ["LogitKDLoss"]
 
 @MODELS.register_module()
 class LogitKDLoss(nn.Module):
-    """Softmax knowledge distillation (Hinton et al.).
+    """Softmax knowledge distillation: "Distilling the Knowledge in a Neural Network" (Hinton,
+    Vinyals & Dean, 2015, arXiv:1503.02531).
 
     ``L = w · τ² · mean_n KL( softmax(t_n/τ) ‖ softmax(s_n/τ) )``
 
@@ -23,7 +24,7 @@ class LogitKDLoss(nn.Module):
     logits, or over every location of every image of dense ``[B, K, H, W]`` logits.
 
     Args:
-        tau: temperature ``τ`` (seed 001 pairs its feature loss with ``τ = 1``).
+        tau: temperature ``τ`` (SRD pairs its feature loss with ``τ = 1``).
         loss_weight: ``w``.
     """
 

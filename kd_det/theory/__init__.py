@@ -1,4 +1,6 @@
-"""A solvable shallow-network model of knowledge distillation (seed 002, methods.md section 5).
+"""A solvable shallow-network model of knowledge distillation, after
+"Solvable Model for Inheriting the Regularization through Knowledge Distillation"
+(Saglietti & Zdeborová, MSML 2022, arXiv:2012.00194); docs/theory.md has the results.
 
 Binary Gaussian mixture data (:mod:`.data`), a dense L2 logistic teacher and a sparse student
 distilled from it (:mod:`.models`, fitted by the batched Newton solver in :mod:`.solver`), the

@@ -1,4 +1,4 @@
-"""The binary Gaussian mixture of the solvable KD model (seed 002).
+"""The binary Gaussian mixture of the solvable KD model (arXiv:2012.00194).
 
 ``x = (2y - 1) v / sqrt(N) + sqrt(Delta) z`` with ``v, z ~ N(0, I_N)`` and ``P(y = 1) = rho``;
 ``M = alpha N`` training samples. Classifiers read the scaled features ``u = x / sqrt(N)``, so

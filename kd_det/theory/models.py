@@ -1,4 +1,5 @@
-"""Teacher, sparse student and Bayes-optimal estimators of the solvable KD model (seed 002).
+"""Teacher, sparse student and Bayes-optimal estimators of the solvable KD model
+(arXiv:2012.00194).
 
 All classifiers are ``f(x) = w . u + b`` with ``u = x / sqrt(N)``; weights are returned in the full
 N-dimensional space (zeros outside a student's support), batched over settings: ``w`` (K, N).
@@ -14,7 +15,7 @@ N-dimensional space (zeros outside a student's support), batched over settings: 
 
   ``f~`` the teacher's logits. Temperature choice: ``T`` divides both the teacher's and the
   student's logits inside the distillation term; the decision rule stays ``f > 0``. By default
-  ``c_T = 1`` (the loss exactly as written in methods.md), so the distillation gradient scales as
+  ``c_T = 1`` (the loss exactly as the paper writes it), so the distillation gradient scales as
   ``1 / T`` and raising ``T`` both softens the targets and strengthens the L2 penalty relative to
   the data term (for large ``T`` the term is ``(f - f~)^2 / (8 T^2)``: ridge regression onto the
   teacher's logits with effective penalty ``~ 8 T^2 lam``). ``hinton_t2=True`` uses

@@ -1,7 +1,8 @@
 """Replica-symmetric prediction for the teacher (dense L2 logistic regression) on the mixture.
 
-Going further of seed 002 (methods.md section 5, after Mignacco et al., 2020). Stationarity of the
-free entropy
+The replica computation of arXiv:2012.00194 (its appendix), after "The role of regularization in
+classification of high-dimensional noisy Gaussian mixture" (Mignacco et al., ICML 2020,
+arXiv:2002.11544). Stationarity of the free entropy
 
     Phi = -(mh m + (qh dq - dqh q) / 2) + (mh^2 + qh) / (2 (lam + dqh)) + alpha g_E(m, q, dq, b),
     g_E = -E_{s, z} min_h [ (h - omega)^2 / (2 V) + l(y, h) ],

@@ -1,4 +1,4 @@
-"""Simulation sweeps for the three claims of the solvable KD model (seed 002).
+"""Simulation sweeps for the three claims of the solvable KD model (arXiv:2012.00194).
 
 Each sweep returns a list of flat ``dict`` rows (one per seed and setting) with the overlaps
 ``(m, q, b)`` and the closed-form test error ``err`` of every fitted classifier; :func:`aggregate`

@@ -1,10 +1,12 @@
-"""Run the simulation sweeps for the three claims of the solvable KD model (seed 002).
+"""Run the simulation sweeps for the three claims of the solvable KD model of "Solvable Model
+for Inheriting the Regularization through Knowledge Distillation" (arXiv:2012.00194).
 
 Writes, under ``--out`` (default ``outputs/theory``):
 
 * ``claim1_lambda_teacher.csv`` / ``claim1_summary.csv`` / ``claim1_lambda_teacher.png`` --
   teacher and pure-KD student error against the teacher's L2 strength at ``alpha = 4.5``;
-* ``table_alpha4.5.md`` -- those errors at the four reference ``lam_teacher`` beside methods.md;
+* ``table_alpha4.5.md`` -- those errors at the four reference ``lam_teacher`` beside the
+  reference values (:data:`REFERENCE_ALPHA45`);
 * ``claim2_bayes_teacher.csv`` / ``claim2_summary.csv`` / ``claim2_bayes_teacher.png`` -- KD from
   the Bayes-optimal teacher against the sparse bound and tuned baselines, against ``alpha``;
 * ``claim3_double_descent.csv`` / ``claim3_summary.csv`` / ``claim3_double_descent.png`` --
@@ -45,7 +47,8 @@ from kd_det.theory.sweeps import (  # noqa: E402
     sweep_teacher_regularisation,
 )
 
-#: methods.md section 5, claim 1: N = 1000, alpha = 4.5 (teacher, KD student) per lam_teacher.
+#: Reference simulation of claim 1 that this reproduction is checked against: N = 1000,
+#: alpha = 4.5, (teacher error, pure-KD student error) per lam_teacher.
 REFERENCE_ALPHA45 = {
     1e-5: (0.200, 0.192),
     1e-2: (0.171, 0.189),
@@ -112,7 +115,7 @@ def run_claim1(model: MixtureModel, seeds: list[int], eta: float, out: Path) -> 
         [REFERENCE_ALPHA45[k][0] for k in rl],
         "kx",
         ms=8,
-        label="reference teacher (methods.md)",
+        label="reference teacher",
     )
     ax.plot(rl, [REFERENCE_ALPHA45[k][1] for k in rl], "k+", ms=10, label="reference student")
     ax.set_xscale("log")

@@ -1,4 +1,9 @@
-"""Analysis diagnostics: what a distilled student learned from its teacher (seeds 000, 003)."""
+"""Analysis diagnostics: what a distilled student learned from its teacher.
+
+Linear CKA ("Similarity of Neural Network Representations Revisited", arXiv:1905.00414) and the
+angles between teacher layers seen from the student ("Revisiting Intermediate-Layer Matching in
+Knowledge Distillation: Layer-Selection Strategy Doesn't Matter (Much)", arXiv:2502.04499).
+"""
 
 from kd_det.analysis.cka import cka_matrix, feature_map_cka, flatten_representation, linear_cka
 from kd_det.analysis.layer_angles import (

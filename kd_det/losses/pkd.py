@@ -39,19 +39,20 @@ class PKDLoss(nn.Module):
 
     ``μ`` and ``σ`` are the mean and the unbiased (``N − 1``) standard deviation of channel ``c``
     over the ``N = B·H·W`` values of the batch (every image, every location); ``ε = 1e-6`` is
-    added to ``σ``, not to the variance. This is the normalisation of the authors' released
-    implementation (MMRazor's ``PKDLoss``: ``feat.std`` with its default ``unbiased=True``,
-    ``(feat − mean) / (std + 1e-6)``, then ``F.mse_loss(ŝ, t̂) / 2``). Up to ``ε``, the loss
-    equals ``w · (N − 1)/N · (1 − r̄)`` with ``r̄`` the mean over channels of the Pearson
-    correlation between ``s_c`` and ``t_c``, so it ignores each channel's scale and offset. The
-    gradient flows through the student's statistics; the teacher is a constant.
+    added to ``σ``, not to the variance. This is the normalisation of MMRazor's ``PKDLoss``
+    (``feat.std`` with its default ``unbiased=True``, ``(feat − mean) / (std + 1e-6)``, then
+    ``F.mse_loss(ŝ, t̂) / 2``). Up to ``ε``, the loss equals ``w · (N − 1)/N · (1 − r̄)`` with
+    ``r̄`` the mean over channels of the Pearson correlation between ``s_c`` and ``t_c``, so it
+    ignores each channel's scale and offset. The gradient flows through the student's
+    statistics; the teacher is a constant.
 
     Student and teacher maps must have the same shape: PKD does not remove a width mismatch
     (the channels are compared one to one), so a narrower student needs a projector connector.
 
-    The default weight is MMRazor's for one-stage students: its RetinaNet-R50 configs (teacher
-    RetinaNet-X101, FCOS-X101, RepPoints-X101 or Mask R-CNN-Swin) use ``loss_weight=10`` on each
-    of FPN levels 0–3; its Faster R-CNN-R50 ← R-101 config uses ``loss_weight=6`` on levels 0–3.
+    The default weight is MMRazor's for one-stage students: its RetinaNet-R50 (teacher
+    RetinaNet-X101, FCOS-X101 or Mask R-CNN-Swin) and RepPoints-R50 (teacher RepPoints-X101) PKD
+    configs use ``loss_weight=10`` on each of FPN levels 0–3; its Faster R-CNN R-101 → R-50
+    config uses ``loss_weight=6`` on levels 0–3.
 
     Args:
         loss_weight: ``w`` (10; 6 for Faster R-CNN in MMRazor's configs).

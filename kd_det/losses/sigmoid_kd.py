@@ -38,25 +38,26 @@ class SigmoidKDLoss(nn.Module):
     * ``'teacher_sum'`` (default): ``Z = max(Σ σ(t), 1)``, the teacher's summed confidence at
       ``τ = 1`` over the same elements — a label-free proxy for the number of positive anchors.
     * ``'num_images'``: ``Z = B``, a sum per image.
-    * ``'mean'``: ``Z = B · A · K``, the number of elements (kd_det's behaviour before
-      ``normalize`` existed).
+    * ``'mean'``: ``Z`` = the number of elements (``B·A·K·H·W`` for a ``[B, A·K, H, W]`` level
+      of ``A`` anchors and ``K`` classes; kd_det's behaviour before ``normalize`` existed).
 
     Why the default: a dense head's own classification loss (focal loss, QFL) is a *sum* over
     anchors × classes divided by the number of positive anchors, and detection KD terms that act
-    are normalised the same way (CrossKD's KD-QFL and LD divide by that number too). ``'mean'``
+    are normalised the same way (CrossKD's KD-QFL divides by that number too). ``'mean'``
     divides by every element instead — for RetinaNet thousands of times more elements than
-    positives — and its gradient is then 1–2 % of the focal loss's: the term does nothing. The
-    positives come from the head's assigner, which this term does not see, so the teacher's
-    summed confidence stands in for them; the clamp at 1 keeps an image or level the teacher
-    finds empty from dividing by almost nothing.
+    positives — and on the digits RetinaNet its gradient measured 1–2 % of the focal loss's:
+    the term barely acts. The positives come from the head's assigner, which this term does not
+    see, so the teacher's summed confidence stands in for them; the clamp at 1 keeps an image or
+    level the teacher finds empty from dividing by almost nothing.
 
     kd_det's distill term calls the loss once per layer pair — once per FPN level for a head
     shared across levels — so ``Σ`` and ``Z`` run over one level at a time (each level is
     normalised by its own teacher mass), and the term sums the levels.
 
-    ``χ`` (the weight of the teacher in seed 002's label/teacher mixture) must be 1: ground-truth
-    targets for a dense head need its assigner (which anchor is matched to which box), which this
-    term cannot supply; the head's own task loss already carries the labels. The loss is computed
+    ``χ``, the teacher's share in a mixed target ``(1 − χ)·y + χ·σ(t/τ)``, must be 1:
+    ground-truth targets ``y`` for a dense head need its assigner (which anchor is matched to
+    which box), which this term cannot supply; the head's own task loss already carries the
+    labels. The loss is computed
     from the logits (stable for saturated ones); with soft targets its minimum is the targets'
     entropy, not 0 (0 when ``β > 0``).
 

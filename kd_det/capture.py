@@ -84,7 +84,14 @@ class FeatureRecorder:
     Hooks do nothing outside :meth:`recording`, so the model behaves normally otherwise (a
     teacher can still be evaluated). After :meth:`set_stop_after_last`, a stopping recording
     raises :class:`StopForward` right after the event that came last in the previous recording,
-    and :meth:`recording` ends the block quietly.
+    and :meth:`recording` ends the block quietly. :meth:`remove` takes the hooks off the model;
+    used as a context manager (``with FeatureRecorder(model, targets) as rec:``) the recorder
+    removes them when the block ends.
+
+    Args:
+        model: the module whose sub-modules are recorded.
+        targets: ``(module path, 'output' | 'input')`` pairs; ``'input'`` records the first
+            positional argument (all of them, as a tuple, when there are several).
     """
 
     def __init__(self, model: nn.Module, targets: Sequence[Target]) -> None:
@@ -98,6 +105,12 @@ class FeatureRecorder:
         self._last: Target | None = None
         self._active = self._stopping = False
         modules = dict(model.named_modules())
+        unknown = [path for path, _ in self.targets if path not in modules]
+        if unknown:
+            raise ValueError(
+                f"{unknown} are not module paths of {type(model).__name__}; resolve patterns "
+                "with resolve_layers first"
+            )
         self._handles = [
             modules[path].register_forward_hook(self._hook((path, capture)))
             for path, capture in self.targets
@@ -155,5 +168,13 @@ class FeatureRecorder:
         return labels
 
     def remove(self) -> None:
+        """Remove the forward hooks from the model."""
         for handle in self._handles:
             handle.remove()
+        self._handles = []
+
+    def __enter__(self) -> FeatureRecorder:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.remove()

@@ -1,40 +1,142 @@
-"""Connectors between a student layer and a distillation loss: projector, then normalisation.
+"""Connectors: what a distill term does to a (student, teacher) feature pair before its loss.
 
-Seed 001 ("role of the projector"): a *linear* projector from the student's width to the
-teacher's (a bias-free 1×1 conv on maps, a bias-free ``nn.Linear`` on pooled vectors), then
-BatchNorm without affine parameters using batch statistics (eps 1e-4) on both the projected
-student feature and the teacher feature. The distiller builds one :class:`FeatureConnector` per
-student layer (projector + norm) and one per teacher layer (``projector='identity'``, same norm).
+A connector maps the pair ``(f_S, f_T)`` to ``(s, t)``, the tensors the loss compares::
+
+    s, t = connector(f_S, f_T)
+
+The teacher side is a constant target: it is computed under ``no_grad`` (and
+:class:`~kd_det.distillers.DistillTerm` detaches it). Omitting ``connector`` in a term gives the
+identity, which needs the two widths to agree.
+
+Every connector, projector and normalisation here is registered in kd_det's ``MODELS``
+registry and built from a config dict, like losses and mappers:
+
+* :class:`ProjectNorm` -- ``s = N(P(f_S))``, ``t = N(f_T)``: an optional projector ``P`` from the
+  student's width to the teacher's, then an optional parameter-free normalisation ``N`` applied
+  to both sides.
+* projectors (``in_channels``, ``out_channels``, ``spatial``): :class:`LinearProjector` (a
+  bias-free 1x1 conv on ``[B, C, H, W]`` maps, a bias-free ``nn.Linear`` on ``[B, C]`` vectors),
+  :class:`MLPProjector` (linear, BatchNorm, ReLU, linear).
+* normalisations (``channels``, ``spatial``): :class:`AffineFreeBN` (BatchNorm without affine
+  parameters on batch statistics, as in "Understanding the Role of the Projector in Knowledge
+  Distillation", arXiv:2303.11098), :class:`ChannelLayerNorm`, :class:`ChannelL2Norm`.
+
+The projector + affine-free BatchNorm of arXiv:2303.11098 is::
+
+    connector=dict(type='ProjectNorm',
+                   projector=dict(type='LinearProjector'),
+                   norm=dict(type='AffineFreeBN'))
+
+A distill term builds one connector per (student layer, teacher layer) pair with the default
+arguments ``in_channels`` (the student layer's width), ``out_channels`` (the teacher layer's
+width) and ``spatial`` (``True`` for maps, ``False`` for vectors); the connector's parameters
+belong to the distiller, so the student's optimizer trains them and checkpoints keep them.
+
+Your own connector
+------------------
+Subclass :class:`BaseConnector`, accept the three default arguments and register the class in
+kd_det's registry, in your own project::
+
+    # my_project/connectors.py
+    import torch
+    from torch import nn
+    from kd_det.connectors import BaseConnector
+    from kd_det.registry import MODELS
+
+    @MODELS.register_module()
+    class GatedConnector(BaseConnector):
+        def __init__(self, in_channels, out_channels, spatial, gate=0.5):
+            super().__init__()
+            self.proj = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+            self.gate = gate
+
+        def forward(self, student, teacher):
+            with torch.no_grad():
+                teacher = teacher * self.gate
+            return self.proj(student) * self.gate, teacher
+
+and load it from the config with ``custom_imports``::
+
+    custom_imports = dict(imports=['kd_det', 'my_project.connectors'], allow_failed_imports=False)
+    model = dict(..., distill=dict(fpn=dict(..., connector=dict(type='GatedConnector', gate=0.3))))
+
+Projectors (:class:`BaseProjector`) and normalisations (:class:`BaseNorm`) are registered the
+same way and plug into :class:`ProjectNorm`.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
+from typing import Any
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kd_det.registry import MODELS
+from kd_det.registry import MODELS, build_kd_module
 
 __all__ = [
-    "NORM_KINDS",
-    "PROJECTOR_KINDS",
+    "AffineFreeBN",
+    "BaseConnector",
+    "BaseNorm",
+    "BaseProjector",
     "ChannelL2Norm",
     "ChannelLayerNorm",
-    "FeatureConnector",
-    "build_norm",
-    "build_projector",
+    "LinearProjector",
+    "MLPProjector",
+    "ProjectNorm",
+    "registered",
+    "width_mismatch_message",
 ]
 
-PROJECTOR_KINDS: tuple[str, ...] = ("identity", "linear", "mlp")
-NORM_KINDS: tuple[str, ...] = ("batchnorm", "layernorm", "l2", "none")
-
-#: BatchNorm eps used by seed 001.
+#: BatchNorm eps of arXiv:2303.11098's normalisation.
 BN_EPS = 1e-4
 
+LINEAR_CONNECTOR = "connector=dict(type='ProjectNorm', projector=dict(type='LinearProjector'))"
 
-def _check_channels(**values: int | None) -> None:
+
+def width_mismatch_message(in_channels: int, out_channels: int) -> str:
+    """The error for widths that differ where nothing projects one onto the other."""
+    return (
+        f"student width {in_channels} and teacher width {out_channels} cannot be matched "
+        f"without a projector; set {LINEAR_CONNECTOR}"
+    )
+
+
+class BaseConnector(nn.Module):
+    """Base class of connectors: ``forward(student, teacher) -> (student', teacher')``.
+
+    Subclasses take ``in_channels``, ``out_channels`` and ``spatial`` (the default arguments a
+    distill term builds them with) and compute the teacher side under ``no_grad``.
+    """
+
+    def forward(self, student: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+
+class BaseProjector(nn.Module):
+    """Base class of projectors: ``[B, in_channels, *]`` to ``[B, out_channels, *]``."""
+
+
+class BaseNorm(nn.Module):
+    """Base class of normalisations of ``[B, channels, *]`` features along the channels."""
+
+
+def registered(base: type) -> list[str]:
+    """Names of the classes in kd_det's ``MODELS`` registry that subclass ``base``."""
+    MODELS.import_from_location()
+    return sorted(
+        name
+        for name, cls in MODELS.module_dict.items()
+        if isinstance(cls, type) and issubclass(cls, base)
+    )
+
+
+def _check_channels(owner: str, **values: Any) -> None:
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{key} must be a positive int, got {value!r}")
+            raise ValueError(f"{owner}: {key} must be a positive int, got {value!r}")
 
 
 def _linear(in_channels: int, out_channels: int, spatial: bool) -> nn.Module:
@@ -43,122 +145,183 @@ def _linear(in_channels: int, out_channels: int, spatial: bool) -> nn.Module:
     return nn.Linear(in_channels, out_channels, bias=False)
 
 
-def build_projector(
-    kind: str,
-    in_channels: int,
-    out_channels: int,
-    spatial: bool,
-    hidden_channels: int | None = None,
-) -> nn.Module:
-    """Build a projector from ``in_channels`` to ``out_channels``.
+def build_part(cfg: dict[str, Any], base: type, kind: str, **default_args: Any) -> nn.Module:
+    """Build a registered ``kind`` (connector, projector, norm) that subclasses ``base``.
+
+    Raises ``ValueError`` naming the registered ones when ``cfg`` has no or an unknown ``type``.
+    """
+    valid = registered(base)
+    if not isinstance(cfg, dict) or "type" not in cfg:
+        raise ValueError(f"a {kind} is a config dict with a 'type' (one of {valid}), got {cfg!r}")
+    type_ = cfg["type"]
+    if isinstance(type_, str) and "." not in type_:
+        with MODELS.switch_scope_and_registry("kd_det") as registry:
+            known = registry.get(type_) is not None
+        if not known:
+            close = difflib.get_close_matches(type_, valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown {kind} type {type_!r}{hint}; registered {kind}s: {valid}")
+    try:
+        return build_kd_module(cfg, **default_args)
+    except TypeError as err:
+        raise ValueError(f"{kind} {cfg!r} cannot be built: {err}") from err
+
+
+# -- projectors ---------------------------------------------------------------------------------
+
+
+@MODELS.register_module()
+class LinearProjector(BaseProjector):
+    """Bias-free linear map ``y = W x``: a 1x1 conv on maps, ``nn.Linear`` on vectors.
 
     Args:
-        kind: ``'identity'`` (widths must already match), ``'linear'`` (bias-free 1×1 conv when
-            ``spatial``, else bias-free ``nn.Linear``) or ``'mlp'`` (linear → BatchNorm → ReLU →
-            linear, both linear maps bias-free, BatchNorm ordinary and learnable).
-        in_channels: student width.
-        out_channels: target (teacher) width.
+        in_channels: width of the student feature.
+        out_channels: width of the teacher feature.
         spatial: ``True`` for ``[B, C, H, W]`` maps, ``False`` for ``[B, C]`` vectors.
-        hidden_channels: width of the MLP's hidden layer; required for ``'mlp'``.
     """
-    _check_channels(in_channels=in_channels, out_channels=out_channels)
-    if kind == "identity":
-        if in_channels != out_channels:
-            raise ValueError(
-                f"projector 'identity' cannot connect widths that differ ({in_channels} -> "
-                f"{out_channels}); use projector='linear' (or 'mlp') to map between them"
-            )
-        return nn.Identity()
-    if kind == "linear":
-        return _linear(in_channels, out_channels, spatial)
-    if kind == "mlp":
-        if hidden_channels is None:
-            raise ValueError(
-                "projector 'mlp' needs hidden_channels (the width of its hidden layer), got None"
-            )
-        _check_channels(hidden_channels=hidden_channels)
-        bn = nn.BatchNorm2d(hidden_channels) if spatial else nn.BatchNorm1d(hidden_channels)
-        return nn.Sequential(
+
+    def __init__(self, in_channels: int, out_channels: int, spatial: bool) -> None:
+        super().__init__()
+        _check_channels("LinearProjector", in_channels=in_channels, out_channels=out_channels)
+        self.spatial = bool(spatial)
+        shape = (out_channels, in_channels, 1, 1) if self.spatial else (out_channels, in_channels)
+        self.weight = nn.Parameter(torch.empty(shape))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's / nn.Linear's init
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight) if self.spatial else F.linear(x, self.weight)
+
+    def extra_repr(self) -> str:
+        out_channels, in_channels = self.weight.shape[:2]
+        return f"{in_channels}, {out_channels}, spatial={self.spatial}"
+
+
+@MODELS.register_module()
+class MLPProjector(BaseProjector):
+    """Two bias-free linear maps with a learnable BatchNorm and a ReLU between them.
+
+    ``y = W2 · relu(BN(W1 x))``, 1x1 convs on maps and ``nn.Linear`` on vectors.
+
+    Args:
+        in_channels: width of the student feature.
+        out_channels: width of the teacher feature.
+        spatial: ``True`` for ``[B, C, H, W]`` maps, ``False`` for ``[B, C]`` vectors.
+        hidden_channels: width of the hidden layer.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, spatial: bool, hidden_channels: int
+    ) -> None:
+        super().__init__()
+        _check_channels(
+            "MLPProjector",
+            in_channels=in_channels,
+            out_channels=out_channels,
+            hidden_channels=hidden_channels,
+        )
+        bn = nn.BatchNorm2d if spatial else nn.BatchNorm1d
+        self.layers = nn.Sequential(
             _linear(in_channels, hidden_channels, spatial),
-            bn,
+            bn(hidden_channels),
             nn.ReLU(inplace=True),
             _linear(hidden_channels, out_channels, spatial),
         )
-    raise ValueError(f"unknown projector kind {kind!r}; valid kinds: {', '.join(PROJECTOR_KINDS)}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
 
 
-class ChannelLayerNorm(nn.Module):
-    """Affine-free LayerNorm over the channel dimension 1, independently at each location.
+# -- normalisations -----------------------------------------------------------------------------
 
-    ``y = (x − mean_c x) / sqrt(var_c x + eps)`` (biased variance over channels).
+
+@MODELS.register_module()
+class AffineFreeBN(BaseNorm):
+    """BatchNorm without affine parameters, on batch statistics in training *and* evaluation.
+
+    ``y = (x − mean_B x) / sqrt(var_B x + eps)`` per channel, mean and biased variance over the
+    batch (and every location of a map). Nothing is learned and nothing is tracked.
+
+    Args:
+        channels: feature width.
+        spatial: ``True`` for ``[B, C, H, W]`` maps, ``False`` for ``[B, C]`` vectors.
+        eps: added to the variance (1e-4, as in arXiv:2303.11098).
     """
 
-    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+    def __init__(self, channels: int, spatial: bool, eps: float = BN_EPS) -> None:
         super().__init__()
+        _check_channels("AffineFreeBN", channels=channels)
+        bn = nn.BatchNorm2d if spatial else nn.BatchNorm1d
+        self.bn = bn(channels, eps=eps, affine=False, track_running_stats=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.bn(x)
+
+
+@MODELS.register_module()
+class ChannelLayerNorm(BaseNorm):
+    """Affine-free LayerNorm over the channels, independently at each location.
+
+    ``y = (x − mean_c x) / sqrt(var_c x + eps)`` (biased variance over channels).
+
+    Args:
+        channels: feature width.
+        spatial: ``True`` for ``[B, C, H, W]`` maps, ``False`` for ``[B, C]`` vectors.
+        eps: added to the variance.
+    """
+
+    def __init__(self, channels: int, spatial: bool = True, eps: float = 1e-5) -> None:
+        super().__init__()
+        _check_channels("ChannelLayerNorm", channels=channels)
         self.channels = channels
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        """Normalise ``x`` (``[B, C]`` or ``[B, C, *spatial]``) along dim 1."""
         if x.ndim == 2:
             return F.layer_norm(x, (self.channels,), eps=self.eps)
-        y = F.layer_norm(x.movedim(1, -1), (self.channels,), eps=self.eps)
-        return y.movedim(-1, 1)
+        return F.layer_norm(x.movedim(1, -1), (self.channels,), eps=self.eps).movedim(-1, 1)
 
     def extra_repr(self) -> str:
         return f"{self.channels}, eps={self.eps}"
 
 
-class ChannelL2Norm(nn.Module):
-    """Unit L2 norm along the channel dimension 1: ``y = x / max(‖x‖₂, eps)``."""
+@MODELS.register_module()
+class ChannelL2Norm(BaseNorm):
+    """Unit L2 norm along the channels at each location: ``y = x / max(‖x‖₂, eps)``.
 
-    def __init__(self, eps: float = 1e-12) -> None:
+    Args:
+        channels: feature width (unused; accepted as every normalisation's default argument).
+        spatial: unused, as ``channels``.
+        eps: lower bound of the norm.
+    """
+
+    def __init__(self, channels: int | None = None, spatial: bool = True, eps: float = 1e-12):
         super().__init__()
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        """Normalise ``x`` to unit length along dim 1."""
         return F.normalize(x, p=2.0, dim=1, eps=self.eps)
 
     def extra_repr(self) -> str:
         return f"eps={self.eps}"
 
 
-def build_norm(kind: str, channels: int, spatial: bool) -> nn.Module:
-    """Build a parameter-free normalisation for features of width ``channels``.
-
-    Args:
-        kind: ``'batchnorm'`` (``BatchNorm2d``/``1d`` with ``affine=False``,
-            ``track_running_stats=False`` — batch statistics in train *and* eval mode — and
-            eps 1e-4, as in seed 001), ``'layernorm'`` (affine-free, over channels at each
-            location), ``'l2'`` (unit L2 norm along channels) or ``'none'`` (identity).
-        channels: feature width.
-        spatial: ``True`` for ``[B, C, H, W]`` maps, ``False`` for ``[B, C]`` vectors.
-    """
-    _check_channels(channels=channels)
-    if kind == "batchnorm":
-        bn_cls = nn.BatchNorm2d if spatial else nn.BatchNorm1d
-        return bn_cls(channels, eps=BN_EPS, affine=False, track_running_stats=False)
-    if kind == "layernorm":
-        return ChannelLayerNorm(channels)
-    if kind == "l2":
-        return ChannelL2Norm()
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown norm kind {kind!r}; valid kinds: {', '.join(NORM_KINDS)}")
+# -- connectors ---------------------------------------------------------------------------------
 
 
 @MODELS.register_module()
-class FeatureConnector(nn.Module):
-    """Projector followed by normalisation: ``forward(x) = norm(projector(x))``.
+class ProjectNorm(BaseConnector):
+    """Projector, then normalisation: ``s = N(P(f_S))``, ``t = N(f_T)`` (``t`` under no_grad).
 
     Args:
-        in_channels: width of the incoming feature.
-        out_channels: width after the projector (the teacher's width).
+        in_channels: width of the student feature.
+        out_channels: width of the teacher feature.
         spatial: ``True`` for ``[B, C, H, W]`` maps, ``False`` for ``[B, C]`` vectors.
-        projector: one of :data:`PROJECTOR_KINDS` (see :func:`build_projector`).
-        norm: one of :data:`NORM_KINDS` (see :func:`build_norm`).
-        hidden_channels: hidden width of the ``'mlp'`` projector.
+        projector: a projector config (``dict(type='LinearProjector')``), built with
+            ``in_channels``, ``out_channels``, ``spatial``; ``None`` keeps the student feature
+            as it is, which needs equal widths.
+        norm: a normalisation config (``dict(type='AffineFreeBN')``), built with
+            ``channels=out_channels`` and ``spatial`` and applied to both sides; ``None`` for
+            none.
     """
 
     def __init__(
@@ -166,26 +329,45 @@ class FeatureConnector(nn.Module):
         in_channels: int,
         out_channels: int,
         spatial: bool,
-        projector: str = "identity",
-        norm: str = "none",
-        hidden_channels: int | None = None,
+        projector: dict[str, Any] | None = None,
+        norm: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        _check_channels("ProjectNorm", in_channels=in_channels, out_channels=out_channels)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.spatial = bool(spatial)
-        self.projector = build_projector(
-            projector, in_channels, out_channels, self.spatial, hidden_channels
-        )
-        self.norm = build_norm(norm, out_channels, self.spatial)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Project then normalise ``x`` (``[B, in, H, W]`` if spatial, else ``[B, in]``)."""
-        ndim = 4 if self.spatial else 2
-        if x.ndim != ndim or x.shape[1] != self.in_channels:
-            expected = "[B, C, H, W]" if self.spatial else "[B, C]"
-            raise ValueError(
-                f"FeatureConnector expects {expected} inputs with C={self.in_channels}, "
-                f"got shape {tuple(x.shape)}"
+        if projector is None:
+            if in_channels != out_channels:
+                raise ValueError(width_mismatch_message(in_channels, out_channels))
+            self.projector: nn.Module = nn.Identity()
+        else:
+            self.projector = build_part(
+                projector,
+                BaseProjector,
+                "projector",
+                in_channels=in_channels,
+                out_channels=out_channels,
+                spatial=self.spatial,
             )
-        return self.norm(self.projector(x))
+        self.norm: nn.Module = (
+            nn.Identity()
+            if norm is None
+            else build_part(norm, BaseNorm, "norm", channels=out_channels, spatial=self.spatial)
+        )
+
+    def forward(self, student: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
+        ndim = 4 if self.spatial else 2
+        for role, x, width in (
+            ("student", student, self.in_channels),
+            ("teacher", teacher, self.out_channels),
+        ):
+            if x.ndim != ndim or x.shape[1] != width:
+                expected = "[B, C, H, W]" if self.spatial else "[B, C]"
+                raise ValueError(
+                    f"ProjectNorm expects {role} features {expected} with C={width}, got shape "
+                    f"{tuple(x.shape)}"
+                )
+        with torch.no_grad():
+            teacher = self.norm(teacher)
+        return self.norm(self.projector(student)), teacher

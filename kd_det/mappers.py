@@ -1,4 +1,7 @@
-"""Layer-selection strategies for intermediate-layer matching (seed 003).
+"""Layer-selection strategies for intermediate-layer matching.
+
+The strategies of "Revisiting Intermediate-Layer Matching in Knowledge Distillation:
+Layer-Selection Strategy Doesn't Matter (Much)" (Yu, Wen and Mou, arXiv:2502.04499).
 
 A mapper answers one question: given ``S`` student layers and ``T`` teacher layers (the lists a
 distill entry names), which (student, teacher) pairs does the loss match? Every mapper is called

@@ -19,7 +19,7 @@ MODELS = Registry(
     locations=["kd_det.distillers", "kd_det.losses", "kd_det.connectors"],
 )
 HOOKS = Registry("hook", parent=MMENGINE_HOOKS, scope="kd_det", locations=["kd_det.hooks"])
-# Layer-selection strategies (seed 003). Not an mmengine root kind, so a plain registry.
+# Layer mappers (kd_det.mappers). Not an mmengine root kind, so a plain registry.
 MAPPERS = Registry("layer mapper", scope="kd_det", locations=["kd_det.mappers"])
 
 

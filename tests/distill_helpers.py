@@ -1,13 +1,17 @@
-"""Config text for distiller tests on the digits set, and an in-process Runner."""
+"""Config text for distiller tests on the digits set, an in-process Runner and toy models."""
 
 from __future__ import annotations
 
 import itertools
 from pathlib import Path
 
+import torch
 from mmengine.config import Config
+from mmengine.model import BaseModel
 from mmengine.runner import Runner
+from torch import Tensor, nn
 
+from kd_det.apis import build_model_from_cfg
 from tests.conftest import (
     cls_data_overrides,
     det_data_overrides,
@@ -26,8 +30,14 @@ CLS_BASES = [
     "_base_/schedules/digits_cls_adamw.py",
     "_base_/digits_cls_runtime.py",
 ]
-FPN_TERM = """dict(name='fpn', student='neck.fpn_convs.*', teacher='neck.fpn_convs.*',
-         connector=dict(projector='linear', norm='batchnorm'),
+# the connector of arXiv:2303.11098: linear projector, then affine-free BatchNorm
+SRD_CONNECTOR = (
+    "dict(type='ProjectNorm', projector=dict(type='LinearProjector'), "
+    "norm=dict(type='AffineFreeBN'))"
+)
+LINEAR_CONNECTOR = "dict(type='ProjectNorm', projector=dict(type='LinearProjector'))"
+FPN_TERM = f"""fpn=dict(student='neck.fpn_convs.*', teacher='neck.fpn_convs.*',
+         connector={SRD_CONNECTOR},
          loss=dict(type='LogSumLoss', alpha=4.0, loss_weight=2.0))"""
 # the classification conv of each dense head (one call per FPN level)
 CLS_LAYERS = {
@@ -58,7 +68,7 @@ model = dict(
     teacher={{{{_base_.{family}_teacher}}}},
     teacher_ckpt=None,
     {model_extra}
-    distill=[{terms}])
+    distill=dict({terms}))
 {extra}
 """
     )
@@ -76,7 +86,7 @@ model = dict(
     teacher={{{{_base_.resnet_teacher}}}},
     teacher_ckpt=None,
     probe_size=(32, 32),
-    distill=[{terms}])
+    distill=dict({terms}))
 """
     )
     return write_config(path, CLS_BASES, body)
@@ -98,9 +108,49 @@ def make_runner(cfg_path: Path, work_dir: Path, **options) -> Runner:
 
 
 def build_distiller(cfg_path: Path, **model_options):
-    """Build only the distiller of a config, as the Runner would (kd_det.benchmark's builder)."""
-    from kd_det.benchmark import build_distiller as build
+    """Build only the distiller of a config, as the Runner would, with ``model`` overrides."""
+    return build_model_from_cfg(cfg_path, {f"model.{k}": v for k, v in model_options.items()})
 
-    cfg = Config.fromfile(str(cfg_path))
-    cfg.model.update(model_options)
-    return build(cfg)
+
+class ToyNet(BaseModel):
+    """A tiny classifier with the (inputs, data_samples, mode) interface of mmengine models.
+
+    ``stem`` (3 -> width, stride 1), ``blocks.0`` / ``blocks.1`` (stride 2 each), ``pool``
+    (global average, ``[B, width]``) and ``head`` (``num_classes`` logits); ``loss`` is the mean
+    squared logit, enough for a distiller to add its terms to.
+    """
+
+    def __init__(self, width: int, num_classes: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.blocks = nn.Sequential(
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, inputs: Tensor, data_samples: list | None = None, mode: str = "tensor"):
+        if mode == "loss":
+            return self.loss(inputs, data_samples)
+        x = torch.relu(self.stem(inputs))
+        for block in self.blocks:
+            x = torch.relu(block(x))
+        return self.head(self.pool(x).flatten(1))
+
+    def loss(self, inputs: Tensor, data_samples: list | None = None) -> dict[str, Tensor]:
+        return {"loss_toy": self(inputs).pow(2).mean()}
+
+
+def toy_distiller(distill, student_width: int = 4, teacher_width: int = 8, **kwargs):
+    """A SingleTeacherDistiller between two :class:`ToyNet` s, probed on 16x16 images."""
+    from kd_det.distillers import SingleTeacherDistiller
+
+    torch.manual_seed(0)
+    return SingleTeacherDistiller(
+        student=kwargs.pop("student", ToyNet(student_width)),
+        teacher=kwargs.pop("teacher", ToyNet(teacher_width)),
+        distill=distill,
+        probe_size=(16, 16),
+        **kwargs,
+    )

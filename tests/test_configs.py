@@ -23,6 +23,7 @@ from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 
 import kd_det  # noqa: F401  (registers kd_det's modules)
+from kd_det.connectors import LinearProjector
 from kd_det.distillers.single_teacher import SingleTeacherDistiller
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -69,14 +70,16 @@ def no_network(monkeypatch):
 def test_the_expected_configs_exist() -> None:
     names = {_rel(p) for p in DISTILLERS}
     expected = {
-        "distill/retinanet/pkd-logsum_retinanet_r101-r50_fpn_1x_coco.py",
-        "distill/gfl/pkd-logsum_gfl_r101-r50_fpn_1x_coco.py",
-        "distill/fcos/pkd-logsum_fcos_r101-r50-caffe_fpn_gn-head_1x_coco.py",
-        "distill/faster_rcnn/pkd-logsum_faster-rcnn_r101-r50_fpn_1x_coco.py",
-        "classification/pkd-logsum_resnet34-resnet18_8xb32_in1k.py",
-        "classification/pkd-logsum_resnet34-resnet18_8xb16_cifar100.py",
-        "demo/resnet_pkd-logsum_digits_cls.py",
-        "demo/retinanet_pkd-logsum_digits.py",
+        "srd/srd_retinanet-r101-r50_fpn_1x_coco.py",
+        "srd/srd_gfl-r101-r50_fpn_1x_coco.py",
+        "srd/srd_fcos-r101-r50-caffe_fpn_gn-head_1x_coco.py",
+        "srd/srd_faster-rcnn-r101-r50_fpn_1x_coco.py",
+        "srd/srd_resnet34-resnet18_8xb32_in1k.py",
+        "srd/srd_resnet34-resnet18_8xb16_cifar100.py",
+        "srd/srd_resnet18-w32-w8_30e_digits-cls.py",
+        "srd/srd_retinanet-w32-w8_fpn_24e_digits.py",
+        "fitnet/fitnet_retinanet-w32-w8_fpn_24e_digits.py",
+        "kd/sigmoidkd_retinanet-w32-w8_fpn_24e_digits.py",
     }
     assert expected <= names, sorted(expected - names)
 
@@ -109,22 +112,34 @@ def test_distiller_config_builds(path: Path, no_network, monkeypatch) -> None:
         else:
             model = _BUILT[key] = MODELS.build(cfg.model)
     assert isinstance(model, SingleTeacherDistiller)
-    assert len(model.terms) == len(cfg.model.distill)
-    # every projector maps to the teacher's width and is trained with the student
+    assert list(model.terms) == [k for k, v in cfg.model.distill.items() if v is not None]
     names = {name for name, _ in model.named_parameters()}
     assert not any(n.startswith("teacher.") for n in names)
-    for term in model.terms:
-        for s_conn, t_conn in zip(term.student_connectors, term.teacher_connectors, strict=True):
-            assert s_conn.out_channels == t_conn.in_channels
+    # every projector maps the student layer's width (as the probe recorded it) to the teacher
+    # layer's, and is a parameter of the distiller (trained with the student)
+    for name, term in model.terms.items():
+        s_layers = model._student_recorder.layers(model._targets[name][0])
+        t_layers = model._teacher_recorder.layers(model._targets[name][1])
+        for conn, (i, j) in zip(term.connectors, term.pairs.tolist(), strict=True):
+            projector = getattr(conn, "projector", None)
+            if isinstance(projector, LinearProjector):
+                widths = (t_layers[j].shape[1], s_layers[i].shape[1])
+                assert tuple(projector.weight.shape[:2]) == widths, (name, i, j)
+                assert any(p is projector.weight for p in model.parameters())
+            else:
+                assert s_layers[i].shape[1] == t_layers[j].shape[1], (name, i, j)
 
 
 COCO_EXPECTED = {
     # config -> (student backbone depth, teacher backbone depth, distill term names)
-    "distill/retinanet/pkd-logsum_retinanet_r101-r50_fpn_1x_coco.py": (50, 101, ["fpn", "cls"]),
-    "distill/gfl/pkd-logsum_gfl_r101-r50_fpn_1x_coco.py": (50, 101, ["fpn", "cls"]),
-    "distill/fcos/pkd-logsum_fcos_r101-r50-caffe_fpn_gn-head_1x_coco.py": (50, 101, ["fpn"]),
-    "distill/faster_rcnn/pkd-logsum_faster-rcnn_r101-r50_fpn_1x_coco.py": (50, 101, ["fpn"]),
+    "srd/srd_retinanet-r101-r50_fpn_1x_coco.py": (50, 101, ["fpn", "cls"]),
+    "srd/srd_gfl-r101-r50_fpn_1x_coco.py": (50, 101, ["fpn", "cls"]),
+    "srd/srd_fcos-r101-r50-caffe_fpn_gn-head_1x_coco.py": (50, 101, ["fpn"]),
+    "srd/srd_faster-rcnn-r101-r50_fpn_1x_coco.py": (50, 101, ["fpn"]),
 }
+SRD_CONNECTOR = dict(
+    type="ProjectNorm", projector=dict(type="LinearProjector"), norm=dict(type="AffineFreeBN")
+)
 
 
 @pytest.mark.parametrize("rel", sorted(COCO_EXPECTED))
@@ -141,16 +156,16 @@ def test_coco_configs_are_complete(rel: str) -> None:
     assert f"r{s_depth}" in cfg.model.student.cfg_path
     assert f"r{t_depth}" in cfg.model.teacher.cfg_path
     assert cfg.model.teacher_ckpt.startswith("checkpoints/")
-    assert [t["name"] for t in cfg.model.distill] == terms
-    fpn = cfg.model.distill[0]
-    assert fpn.connector == dict(projector="linear", norm="batchnorm")
+    assert list(cfg.model.distill) == terms
+    fpn = cfg.model.distill.fpn
+    assert fpn.connector == SRD_CONNECTOR
     assert fpn.loss == dict(type="LogSumLoss", alpha=4.0, loss_weight=2.0)
 
 
 def test_mmpretrain_config_builds_through_the_runner(tmp_path: Path, no_network) -> None:
     """The path a user takes: the Runner, which puts a top-level ``data_preprocessor`` into the
     model dict. The CIFAR-100 config moves mmpretrain's into the student."""
-    cfg = _load(CONFIGS / "classification/pkd-logsum_resnet34-resnet18_8xb16_cifar100.py")
+    cfg = _load(CONFIGS / "srd/srd_resnet34-resnet18_8xb16_cifar100.py")
     cfg.model.teacher_ckpt = None
     cfg.work_dir = str(tmp_path)
     runner = Runner.from_cfg(cfg)
@@ -165,9 +180,109 @@ def test_mmpretrain_config_builds_through_the_runner(tmp_path: Path, no_network)
     assert mean == pytest.approx([129.304, 124.070, 112.434])
 
     # the same config with mmpretrain's top-level preprocessor left in place is refused
-    bad = _load(CONFIGS / "classification/pkd-logsum_resnet34-resnet18_8xb16_cifar100.py")
+    bad = _load(CONFIGS / "srd/srd_resnet34-resnet18_8xb16_cifar100.py")
     bad.model.teacher_ckpt = None
     bad.data_preprocessor = dict(num_classes=100, mean=[0.0] * 3, std=[1.0] * 3)
     bad.work_dir = str(tmp_path / "bad")
     with pytest.raises(ValueError, match="student's data_preprocessor"):
         Runner.from_cfg(bad)
+
+
+def _diff(a: object, b: object, path: str = "") -> set[str]:
+    """Dotted paths where two parsed configs differ (recursing into dicts present in both)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {p for k in set(a) | set(b) for p in _diff(a.get(k), b.get(k), f"{path}.{k}")}
+    return set() if a == b else {path.lstrip(".")}
+
+
+# config -> (the config it inherits, the dotted prefixes it may change)
+DET = "srd/srd_retinanet-w32-w8_fpn_24e_digits.py"
+CLS = "srd/srd_resnet18-w32-w8_30e_digits-cls.py"
+OVERRIDES = {
+    "srd/srd-nobn_retinanet-w32-w8_fpn_24e_digits.py": (DET, {"model.distill.fpn.connector.norm"}),
+    "srd/srd-mse_retinanet-w32-w8_fpn_24e_digits.py": (DET, {"model.distill.fpn.loss"}),
+    "srd/srd-frozenproj_retinanet-w32-w8_fpn_24e_digits.py": (DET, {"optim_wrapper.paramwise_cfg"}),
+    "fitnet/fitnet_retinanet-w32-w8_fpn_24e_digits.py": (
+        DET,
+        {"model.distill.fpn.connector.norm", "model.distill.fpn.loss"},
+    ),
+    "kd/sigmoidkd_retinanet-w32-w8_fpn_24e_digits.py": (DET, {"model.distill.fpn"}),
+    "srd/srd-nobn_resnet18-w32-w8_30e_digits-cls.py": (CLS, {"model.distill.feat.connector.norm"}),
+    "srd/srd-mse_resnet18-w32-w8_30e_digits-cls.py": (CLS, {"model.distill.feat.loss"}),
+    "srd/srd-frozenproj_resnet18-w32-w8_30e_digits-cls.py": (CLS, {"optim_wrapper.paramwise_cfg"}),
+    "fitnet/fitnet_resnet18-w32-w8_30e_digits-cls.py": (
+        CLS,
+        {"model.distill.feat.connector.norm", "model.distill.feat.loss"},
+    ),
+    "kd/kd_resnet18-w32-w8_30e_digits-cls.py": (CLS, {"model.distill.feat"}),
+    "kd/kd-tau4_resnet18-w32-w8_30e_digits-cls.py": (
+        "kd/kd_resnet18-w32-w8_30e_digits-cls.py",
+        {"model.distill.logits.loss.tau"},
+    ),
+}
+
+
+@pytest.mark.parametrize("rel", sorted(OVERRIDES))
+def test_variants_change_only_what_they_are_named_for(rel: str) -> None:
+    base, allowed = OVERRIDES[rel]
+    diff = _diff(
+        _load(CONFIGS / rel)._cfg_dict.to_dict(), _load(CONFIGS / base)._cfg_dict.to_dict()
+    )
+    assert diff, f"{rel} is identical to {base}"
+    stray = {p for p in diff if not any(p == a or p.startswith(a + ".") for a in allowed)}
+    assert not stray, f"{rel} changes {sorted(stray)} besides {sorted(allowed)}"
+    # the child inherits its base in one `_base_` line and stays short
+    lines = [ln for ln in (CONFIGS / rel).read_text().splitlines() if not ln.startswith("#")]
+    assert lines[0].startswith("_base_ = [") and len(lines) <= 8, rel
+
+
+def test_removed_term_is_skipped_and_the_variants_compute_what_they_say() -> None:
+    sigmoidkd = _load(CONFIGS / "kd/sigmoidkd_retinanet-w32-w8_fpn_24e_digits.py").model
+    assert sigmoidkd.distill.fpn is None and sigmoidkd.distill.cls.loss.type == "SigmoidKDLoss"
+    mse = _load(CONFIGS / "srd/srd-mse_retinanet-w32-w8_fpn_24e_digits.py").model.distill.fpn
+    assert mse.loss == dict(type="MSEFeatureLoss", loss_weight=2.0)
+    assert mse.connector == SRD_CONNECTOR
+    fitnet = _load(CONFIGS / "fitnet/fitnet_resnet18-w32-w8_30e_digits-cls.py").model.distill
+    assert fitnet.feat.connector == dict(SRD_CONNECTOR, norm=None)
+    assert fitnet.feat.loss == dict(type="MSEFeatureLoss", loss_weight=2.0)
+    assert fitnet.logits.loss == dict(type="LogitKDLoss", tau=1.0, loss_weight=1.0)
+
+
+def test_digits_distillers_read_the_teachers_their_baselines_train() -> None:
+    for rel in [DET, CLS]:
+        cfg = _load(CONFIGS / rel)
+        teacher = cfg.model.teacher_ckpt.split("/")[1]
+        baseline = _load(CONFIGS / "baselines" / f"{teacher}.py")
+        assert cfg.model.teacher_ckpt == (
+            f"work_dirs/{teacher}/epoch_{baseline.train_cfg.max_epochs}.pth"
+        )
+        assert baseline.model == cfg.model.teacher
+
+
+METHOD_DIRS = ["srd", "fitnet", "kd", "baselines"]
+
+
+@pytest.mark.parametrize("method", METHOD_DIRS)
+def test_method_folders_have_a_readme_and_a_metafile_of_their_configs(method: str) -> None:
+    import yaml
+
+    folder = CONFIGS / method
+    readme = (folder / "README.md").read_text()
+    meta = yaml.safe_load((folder / "metafile.yml").read_text())
+    collections = {c["Name"] for c in meta["Collections"]}
+    configs = set()
+    for model in meta["Models"]:
+        assert model["In Collection"] in collections, model["Name"]
+        path = CONFIGS.parent / model["Config"]
+        assert path.is_file(), model["Config"]
+        assert model["Name"] == path.stem
+        configs.add(path.relative_to(CONFIGS).as_posix())
+        assert model.get("Weights") is None
+        for result in model.get("Results", []):
+            assert result["Task"] and result["Dataset"] and result["Metrics"]
+            assert all(isinstance(v, float) for v in result["Metrics"].values())
+    own = {_rel(p) for p in ALL if p.parent == folder}
+    assert configs == own, sorted(configs ^ own)
+    # the README's table names every config of the folder
+    for rel in own:
+        assert Path(rel).name in readme, rel

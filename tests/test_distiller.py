@@ -1,4 +1,5 @@
-"""Issue 4: SingleTeacherDistiller through mmengine's Runner, on the digits set."""
+"""SingleTeacherDistiller through mmengine's Runner, on the digits set: what only a Runner shows
+(optimizer, checkpoint, logging) and the distiller on real mmdet/mmpretrain models."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from kd_det.compat import load_local_checkpoint
 from tests.distill_helpers import (
     CLS_LAYERS,
     FPN_TERM,
+    LINEAR_CONNECTOR,
+    SRD_CONNECTOR,
     build_distiller,
     cls_distill_config,
     det_distill_config,
@@ -32,8 +35,8 @@ def _terms(family: str) -> str:
     return (
         FPN_TERM
         + f""",
-    dict(name='cls', student='{layer}', teacher='{layer}',
-         loss=dict(type='SigmoidKDLoss', tau=1.0, loss_weight=1.0))"""
+    cls=dict(student='{layer}', teacher='{layer}',
+             loss=dict(type='SigmoidKDLoss', tau=1.0, loss_weight=1.0))"""
     )
 
 
@@ -45,7 +48,7 @@ def _check_distillation_run(runner, has_cls_term: bool) -> None:
     model = runner.model
     teacher_before = _snapshot(model.teacher)
     student_before = _snapshot(model.student)
-    connector_before = _snapshot(model.terms[0].student_connectors)
+    connector_before = _snapshot(model.terms["fpn"].connectors)
     runner.train()
 
     # the teacher never trains: bit-identical weights and BN statistics, every module in eval
@@ -57,7 +60,7 @@ def _check_distillation_run(runner, has_cls_term: bool) -> None:
     assert any(not torch.equal(v, student_before[k]) for k, v in model.student.state_dict().items())
     assert any(
         not torch.equal(v, connector_before[k])
-        for k, v in model.terms[0].student_connectors.state_dict().items()
+        for k, v in model.terms["fpn"].connectors.state_dict().items()
     )
     # the optimizer holds exactly the distiller's own parameters, none of the teacher's
     optim_params = {id(p) for g in runner.optim_wrapper.optimizer.param_groups for p in g["params"]}
@@ -69,8 +72,8 @@ def _check_distillation_run(runner, has_cls_term: bool) -> None:
     keys = ckpt["state_dict"].keys()
     assert not any(k.startswith("teacher.") for k in keys)
     assert any(k.startswith("student.backbone.") for k in keys)
-    assert any(k.startswith("terms.0.student_connectors.0.projector") for k in keys)
-    assert "terms.0.pairs" in keys
+    assert "terms.fpn.connectors.0.projector.weight" in keys
+    assert "terms.fpn.pairs" in keys
 
     # losses finite, logged under distill.<name>.loss, and gradients reach student + connectors
     scalars = runner.message_hub.log_scalars
@@ -87,7 +90,7 @@ def _grads_reach_student_and_connectors(model, runner) -> None:
     losses = model(**data, mode="loss")
     distill = sum(v for k, v in losses.items() if k.startswith("distill."))
     distill.backward()
-    assert model.terms[0].student_connectors[0].projector.weight.grad.abs().sum() > 0
+    assert model.terms["fpn"].connectors[0].projector.weight.grad.abs().sum() > 0
     assert model.student.neck.fpn_convs[0].conv.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.teacher.parameters())
 
@@ -113,11 +116,10 @@ def test_detector_students_distil_from_larger_teachers(
 
 
 def test_classifier_pair_from_mmpretrain(tmp_path: Path, digits_root: Path) -> None:
-    terms = """dict(name='fpn', student='neck', teacher='neck',
-         connector=dict(projector='linear', norm='batchnorm'),
-         loss=dict(type='LogSumLoss', alpha=4.0, loss_weight=2.0)),
-    dict(name='logits', student='head.fc', teacher='head.fc',
-         loss=dict(type='LogitKDLoss', tau=4.0, loss_weight=1.0))"""
+    terms = f"""fpn=dict(student='neck', teacher='neck', connector={SRD_CONNECTOR},
+             loss=dict(type='LogSumLoss', alpha=4.0, loss_weight=2.0)),
+    logits=dict(student='head.fc', teacher='head.fc',
+                loss=dict(type='LogitKDLoss', tau=4.0, loss_weight=1.0))"""
     cfg = cls_distill_config(tmp_path / "cls.py", digits_root, terms)
     runner = make_runner(cfg, tmp_path / "work", **FEW_ITERS)
     model = runner.model
@@ -165,8 +167,8 @@ def test_teacher_forward_stops_after_deepest_needed_layer(
     terms = (
         FPN_TERM
         + """,
-    dict(name='cls', student='bbox_head.retina_cls', teacher='bbox_head.retina_cls',
-         loss=dict(type='SigmoidKDLoss'))"""
+    cls=dict(student='bbox_head.retina_cls', teacher='bbox_head.retina_cls',
+             loss=dict(type='SigmoidKDLoss'))"""
     )
     model = build_distiller(det_distill_config(tmp_path / "b.py", digits_root, terms=terms))
     model.teacher.bbox_head.retina_reg.register_forward_hook(
@@ -179,22 +181,22 @@ def test_teacher_forward_stops_after_deepest_needed_layer(
 def test_teacher_in_bf16_and_wildcard_tuple_and_input_capture(
     tmp_path: Path, digits_root: Path
 ) -> None:
-    terms = """dict(name='neck', student='neck', teacher='neck',
-         connector=dict(projector='linear'), loss=dict(type='MSEFeatureLoss')),
-    dict(name='head_in', student='bbox_head.retina_cls', teacher='bbox_head.retina_cls',
-         capture='input', connector=dict(projector='linear'), loss=dict(type='MSEFeatureLoss'))"""
+    terms = f"""neck=dict(student='neck', teacher='neck',
+              connector={LINEAR_CONNECTOR}, loss=dict(type='MSEFeatureLoss')),
+    head_in=dict(student='bbox_head.retina_cls', teacher='bbox_head.retina_cls', capture='input',
+                 connector={LINEAR_CONNECTOR}, loss=dict(type='MSEFeatureLoss'))"""
     cfg = det_distill_config(
         tmp_path / "cfg.py", digits_root, terms=terms, model_extra="teacher_dtype='bf16',"
     )
     runner = make_runner(cfg, tmp_path / "work")
     model = runner.model
-    neck, head_in = model.terms
+    neck, head_in = model.terms["neck"], model.terms["head_in"]
     assert [s for s, _ in neck.pair_labels] == ["neck[0]", "neck[1]", "neck[2]"]
     assert [s for s, _ in head_in.pair_labels] == [
         f"bbox_head.retina_cls(input)[{i}]" for i in range(3)
     ]
     # retina_cls input is the last cls conv's 32 (student) / 96 (teacher) channels
-    assert head_in.student_connectors[0].projector.weight.shape[:2] == (96, 32)
+    assert head_in.connectors[0].projector.weight.shape[:2] == (96, 32)
     data = model.data_preprocessor(next(iter(runner.train_dataloader)), True)
     model.teacher_forward(data["inputs"], data["data_samples"])
     recorded = model._teacher_recorder.layers([("neck", "output")])
@@ -210,7 +212,7 @@ def test_reverse_mapping_resizes_teacher_maps_of_other_strides(
 ) -> None:
     terms = FPN_TERM.replace("connector=", "mapper=dict(type='ReverseMapper'), connector=")
     model = build_distiller(det_distill_config(tmp_path / "cfg.py", digits_root, terms=terms))
-    term = model.terms[0]
+    term = model.terms["fpn"]
     assert term.pair_labels[0] == ("neck.fpn_convs.0", "neck.fpn_convs.2")  # stride 8 <- 32
     inputs = torch.randn(2, 3, 128, 128)
     model.teacher_forward(inputs, None)

@@ -1,4 +1,4 @@
-"""Tests of the layer-selection strategies (seed 003)."""
+"""Tests of the layer-selection strategies (kd_det.mappers, arXiv:2502.04499)."""
 
 from __future__ import annotations
 

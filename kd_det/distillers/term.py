@@ -1,4 +1,4 @@
-"""One distill term: student layers matched to teacher layers, connectors and a loss."""
+"""One distill term: student layers paired with teacher layers, a connector per pair, a loss."""
 
 from __future__ import annotations
 
@@ -8,29 +8,48 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kd_det.connectors import FeatureConnector
+from kd_det.connectors import (
+    BaseConnector,
+    BaseNorm,
+    BaseProjector,
+    ProjectNorm,
+    build_part,
+    width_mismatch_message,
+)
 from kd_det.mappers import build_mapper
 from kd_det.registry import build_kd_module
 
 ALIGN_MODES = ("resize", "none")
-CONNECTOR_KEYS = {"projector", "norm", "hidden_channels"}
 
 
 class DistillTerm(nn.Module):
     """Pairs student layer ``i`` with teacher layer ``g(i)`` (the mapper) and sums a loss.
 
-    For every pair ``(i, j)``::
+    For every pair ``(i, j)`` with connector ``C_k``::
 
-        s = C_s(f_S[i]);   t = C_t(align(f_T[j]))
+        s, t = C_k(f_S[i], align(f_T[j]))
         loss += L(s, t)
 
-    ``C_s`` is the student connector (projector, then normalisation), ``C_t`` the teacher
-    connector (the same normalisation, no projector), ``align`` resizes a teacher map to the
-    student's spatial size (bilinear) when strides differ. The term's value is multiplied by
-    ``scale``, which :class:`kd_det.hooks.DistillWeightScheduler` sets per iteration.
+    ``align`` resizes a teacher map to the student's spatial size (bilinear) when strides
+    differ. The teacher side is a constant target: it is aligned under ``no_grad`` and what the
+    connector returns for it is detached. An omitted connector is the identity. The sum is
+    multiplied by ``scale``, which :class:`kd_det.hooks.DistillWeightScheduler` sets per
+    iteration.
 
     The pairs are fixed at construction (seeded mappers) and kept as a buffer, so a resumed run
     checks that it uses the mapping it was trained with.
+
+    Args:
+        name: the term's name (its key in the distiller's ``distill``).
+        student_labels: readable names of the student layers, in order.
+        teacher_labels: the same for the teacher layers.
+        student_shapes: shapes of the student layers (from a probe batch).
+        teacher_shapes: shapes of the teacher layers.
+        loss: loss config, built from kd_det's ``MODELS``.
+        mapper: mapper config (``None``: :class:`~kd_det.mappers.ForwardMapper`).
+        connector: connector config, built per pair with ``in_channels``, ``out_channels``
+            and ``spatial`` (``None``: identity).
+        align: ``'resize'`` or ``'none'`` (spatial sizes must then agree).
     """
 
     def __init__(
@@ -51,13 +70,6 @@ class DistillTerm(nn.Module):
         if align not in ALIGN_MODES:
             raise ValueError(f"distill term {name!r}: align must be one of {ALIGN_MODES}")
         self.align = align
-        connector = dict(connector or {})
-        unknown = set(connector) - CONNECTOR_KEYS
-        if unknown:
-            raise ValueError(
-                f"distill term {name!r}: unknown connector keys {sorted(unknown)}; "
-                f"valid: {sorted(CONNECTOR_KEYS)}"
-            )
         self.loss = build_kd_module(loss)
         mapper_obj = build_mapper(mapper)
         try:
@@ -65,27 +77,21 @@ class DistillTerm(nn.Module):
         except ValueError as err:
             raise ValueError(f"distill term {name!r}: {err}") from err
         self.register_buffer("pairs", torch.tensor(pairs, dtype=torch.long).reshape(-1, 2))
-        self._pairs = [tuple(p) for p in pairs]  # a load is checked to restore the same pairs
+        self._pairs = [tuple(p) for p in pairs]
         self.pair_labels = [(student_labels[i], teacher_labels[j]) for i, j in pairs]
 
-        self.student_connectors = nn.ModuleList()
-        self.teacher_connectors = nn.ModuleList()
+        self.connectors = nn.ModuleList()
         for i, j in pairs:
-            s_shape, t_shape = student_shapes[i], teacher_shapes[j]
             where = f"distill term {name!r}, {student_labels[i]} <- {teacher_labels[j]}"
-            self._check_pair(where, s_shape, t_shape, connector)
-            spatial = len(s_shape) == 4
-            s_conn, t_conn = self._connectors(where, s_shape[1], t_shape[1], spatial, connector)
-            self.student_connectors.append(s_conn)
-            self.teacher_connectors.append(t_conn)
+            s_shape, t_shape = tuple(student_shapes[i]), tuple(teacher_shapes[j])
+            self._check_shapes(where, s_shape, t_shape)
+            conn = self._build_connector(where, s_shape, t_shape, connector)
+            self._check_connector(where, conn, s_shape, t_shape)
+            self.connectors.append(conn)
 
-    def _check_pair(
-        self,
-        where: str,
-        s_shape: tuple[int, ...],
-        t_shape: tuple[int, ...],
-        connector: dict[str, Any],
-    ) -> None:
+    # -- construction ------------------------------------------------------------------------
+
+    def _check_shapes(self, where: str, s_shape: tuple[int, ...], t_shape: tuple[int, ...]):
         if len(s_shape) != len(t_shape) or len(s_shape) not in (2, 4):
             raise ValueError(
                 f"{where}: shapes {s_shape} and {t_shape} cannot be matched; both must be "
@@ -96,53 +102,96 @@ class DistillTerm(nn.Module):
                 f"{where}: spatial sizes {s_shape[2:]} and {t_shape[2:]} differ and align='none'; "
                 "use align='resize' to resize the teacher map to the student's"
             )
-        if getattr(self.loss, "input_kind", "features") == "logits":
-            if s_shape[1] != t_shape[1]:
-                raise ValueError(
-                    f"{where}: {type(self.loss).__name__} compares logits, but the student head "
-                    f"has {s_shape[1]} classes and the teacher head {t_shape[1]}; logit KD needs "
-                    "heads with the same classes"
-                )
-            if connector.get("projector", "identity") != "identity":
-                raise ValueError(f"{where}: logit losses take no projector")
-        elif s_shape[1] != t_shape[1] and connector.get("projector", "identity") == "identity":
+        if self._compares_logits and s_shape[1] != t_shape[1]:
             raise ValueError(
-                f"{where}: student width {s_shape[1]} and teacher width {t_shape[1]} cannot be "
-                "matched without an adapter; set connector=dict(projector='linear')"
+                f"{where}: {type(self.loss).__name__} compares logits, but the student head "
+                f"has {s_shape[1]} classes and the teacher head {t_shape[1]}; logit KD needs "
+                "heads with the same classes"
             )
 
+    @property
+    def _compares_logits(self) -> bool:
+        return getattr(self.loss, "input_kind", "features") == "logits"
+
     @staticmethod
-    def _connectors(
-        where: str, s_width: int, t_width: int, spatial: bool, connector: dict[str, Any]
-    ) -> tuple[nn.Module, nn.Module]:
-        projector = connector.get("projector", "identity")
-        norm = connector.get("norm", "none")
+    def _build_connector(
+        where: str,
+        s_shape: tuple[int, ...],
+        t_shape: tuple[int, ...],
+        cfg: dict[str, Any] | None,
+    ) -> nn.Module:
+        in_channels, out_channels, spatial = s_shape[1], t_shape[1], len(s_shape) == 4
+        if cfg is None:
+            if in_channels != out_channels:
+                raise ValueError(f"{where}: {width_mismatch_message(in_channels, out_channels)}")
+            return ProjectNorm(in_channels, out_channels, spatial)
         try:
-            student = FeatureConnector(
-                s_width,
-                t_width,
-                spatial,
-                projector=projector,
-                norm=norm,
-                hidden_channels=connector.get("hidden_channels"),
+            conn = build_part(
+                cfg,
+                BaseConnector,
+                "connector",
+                in_channels=in_channels,
+                out_channels=out_channels,
+                spatial=spatial,
             )
-            teacher = FeatureConnector(t_width, t_width, spatial, projector="identity", norm=norm)
         except ValueError as err:
             raise ValueError(f"{where}: {err}") from err
-        return student, teacher
+        for base, kind, key in (
+            (BaseProjector, "projector", "projector"),
+            (BaseNorm, "norm", "norm"),
+        ):
+            if isinstance(conn, base):
+                raise ValueError(
+                    f"{where}: {type(conn).__name__} is a {kind}, not a connector; use "
+                    f"connector=dict(type='ProjectNorm', {key}=dict(type="
+                    f"'{type(conn).__name__}'))"
+                )
+        return conn
+
+    def _check_connector(
+        self, where: str, conn: nn.Module, s_shape: tuple[int, ...], t_shape: tuple[int, ...]
+    ) -> None:
+        """Run ``conn`` once on a zero batch of two: both sides must come out with one shape."""
+        if self._compares_logits and any(p.requires_grad for p in conn.parameters()):
+            raise ValueError(
+                f"{where}: {type(self.loss).__name__} compares logits, and logit losses take no "
+                f"projector; {type(conn).__name__} has trainable parameters. Drop the connector"
+            )
+        s_shape = (2, *s_shape[1:])
+        t_aligned = (2, t_shape[1], *s_shape[2:])
+        was_training = conn.training
+        conn.eval()
+        try:
+            with torch.no_grad():
+                s, t = conn(torch.zeros(s_shape), torch.zeros(t_aligned))
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(
+                f"{where}: connector {type(conn).__name__} failed on student {s_shape} and "
+                f"teacher {t_aligned} features; a connector maps (student, teacher) to "
+                f"(student', teacher'): {err}"
+            ) from err
+        finally:
+            conn.train(was_training)
+        if s.shape != t.shape:
+            raise ValueError(
+                f"{where}: connector {type(conn).__name__} gives the student {tuple(s.shape)} "
+                f"and the teacher {tuple(t.shape)}; the loss needs equal shapes"
+            )
+
+    # -- forward -----------------------------------------------------------------------------
 
     def forward(self, student_layers: list[Tensor], teacher_layers: list[Tensor]) -> Tensor:
         total: Tensor | None = None
         for k, (i, j) in enumerate(self._pairs):
-            s = self.student_connectors[k](student_layers[i].float())
-            with torch.no_grad():  # the teacher side is a constant target
+            s = student_layers[i].float()
+            with torch.no_grad():
                 t = teacher_layers[j].float()
                 if t.dim() == 4 and t.shape[2:] != s.shape[2:]:
                     t = F.interpolate(t, size=s.shape[2:], mode="bilinear", align_corners=False)
-                t = self.teacher_connectors[k](t)
-            value = self.loss(s, t)
+            s, t = self.connectors[k](s, t)
+            value = self.loss(s, t.detach())
             total = value if total is None else total + value
-        if total is None:  # a 'none' mapping: logit-only setups keep the term for logging
+        if total is None:  # a NoneMapper term: logit-only setups keep the term for logging
             return student_layers[0].new_zeros(())
         return total * self.scale
 

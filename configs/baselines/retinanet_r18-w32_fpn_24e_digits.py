@@ -1,0 +1,7 @@
+# The teacher detector alone on the digits set: RetinaNet, ResNet-18 at base width 32, FPN 96
+# (3.70 M parameters), AdamW, 24 epochs.
+_base_ = [
+    '../_base_/models/digits_retinanet.py', '../_base_/datasets/digits_detection.py',
+    '../_base_/schedules/digits_adamw.py', '../_base_/digits_runtime.py'
+]
+model = {{_base_.retinanet_teacher}}

@@ -1,6 +1,0 @@
-# The student classifier alone on the digits classification set.
-_base_ = [
-    '../_base_/models/digits_classifiers.py', '../_base_/datasets/digits_classification.py',
-    '../_base_/schedules/digits_cls_adamw.py', '../_base_/digits_cls_runtime.py'
-]
-model = {{_base_.resnet_student}}

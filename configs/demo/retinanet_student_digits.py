@@ -1,6 +1,0 @@
-# The student detector alone on the digits set (AdamW, 24 epochs).
-_base_ = [
-    '../_base_/models/digits_retinanet.py', '../_base_/datasets/digits_detection.py',
-    '../_base_/schedules/digits_adamw.py', '../_base_/digits_runtime.py'
-]
-model = {{_base_.retinanet_student}}

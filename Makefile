@@ -18,6 +18,9 @@ data: setup
 demo: setup
 	$(PY) tools/demo.py
 
+demo-full: setup
+	$(PY) tools/demo.py --full
+
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -36,7 +39,7 @@ test-build: setup
 	$(PY) -m pytest -q -m build tests/test_setup.py
 
 benchmark: setup
-	$(PY) tools/benchmark.py configs/demo/retinanet_pkd-logsum_digits.py
+	$(PY) tools/benchmark.py configs/srd/srd_retinanet-w32-w8_fpn_24e_digits.py
 
 theory: setup
 	$(PY) tools/theory/run_claims.py --out outputs/theory

@@ -79,18 +79,26 @@ def read_scalars(work_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def read_metrics(work_dir: str | os.PathLike) -> dict[str, float]:
-    """The last validation metrics of the Runner run(s) in ``work_dir``.
+    """The last validation (or test) metrics of the Runner run(s) in ``work_dir``.
 
     Reads :func:`read_scalars` and returns the last validation record (one without ``iter``)
     with the loop's bookkeeping (``step``, ``time``, ``data_time``) and any non-numeric value
     left out, e.g. ``{'coco/bbox_mAP': 0.412, 'coco/bbox_mAP_50': 0.71, ...}`` or
-    ``{'accuracy/top1': 83.2}``. Empty when no validation ran, or when it logged no metric
-    (mmdet's ``CocoMetric`` logs none for a model that made no detection at all).
+    ``{'accuracy/top1': 83.2}``. An evaluation-only run (``tools/test.py``, mmdet's
+    ``test.py``) writes no ``scalars.json`` but ``<timestamp>/<timestamp>.json``; its last record
+    is read instead. Empty when no evaluation ran, or when it logged no metric (mmdet's
+    ``CocoMetric`` logs none for a model that made no detection at all).
 
     Raises:
-        FileNotFoundError: ``work_dir`` holds no ``*/vis_data/scalars.json``.
+        FileNotFoundError: ``work_dir`` holds neither kind of log.
     """
-    records = [r for r in read_scalars(work_dir) if "iter" not in r]
+    try:
+        records = [r for r in read_scalars(work_dir) if "iter" not in r]
+    except FileNotFoundError:
+        tests = sorted(p for p in Path(work_dir).glob("*/*.json") if p.stem == p.parent.name)
+        if not tests:
+            raise
+        records = [json.loads(line) for line in tests[-1].read_text().splitlines() if line]
     if not records:
         return {}
     return {

@@ -1,14 +1,29 @@
-"""What tools/train.py and tools/test.py share: common arguments, config loading, the Runner."""
+"""What the tools share: common arguments, config loading, input checks and the Runner."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import os.path as osp
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+DATALOADERS = {
+    "train": ("train_dataloader",),
+    "val": ("val_dataloader", "val_evaluator"),
+    "test": ("test_dataloader", "test_evaluator"),
+}
+
+
+class MissingInput(SystemExit):
+    """A file or folder a tool needs does not exist: one line naming it and how to make it."""
+
+    def __init__(self, path: str, what: str, how: str) -> None:
+        super().__init__(f"kd_det: {what} {path!r} does not exist. {how}")
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -25,18 +40,101 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
 
 
+def read_config(path: str, cfg_options: dict[str, Any] | None = None) -> Config:
+    """``Config.fromfile(path)`` with ``cfg_options`` merged; a missing file is one clear line."""
+    if not osp.isfile(path):
+        raise MissingInput(path, "config file", "Configs live under configs/<method>/.")
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
 def load_config(args: argparse.Namespace) -> Config:
     """The config with the common arguments applied (work dir defaults to work_dirs/<name>)."""
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get("work_dir") is None:
         cfg.work_dir = osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
     return cfg
+
+
+def how_to_make(path: str) -> str:
+    """What a user runs to create a missing data file or folder."""
+    if "digits" in path:
+        return "Write the digits sets with: python tools/make_digits.py --out data/digits"
+    if "coco" in path:
+        return "Put COCO2017 under data/coco/ (annotations/, train2017/, val2017/)."
+    return "Point the config at an existing data set (data_root, ann_file, data_prefix)."
+
+
+def _datasets(dataset: Any) -> Iterator[Any]:
+    """The dataset dict and those it wraps (RepeatDataset, ClassBalancedDataset, Concat...)."""
+    if not isinstance(dataset, dict):
+        return
+    yield dataset
+    yield from _datasets(dataset.get("dataset"))
+    for inner in dataset.get("datasets", []) or []:
+        yield from _datasets(inner)
+
+
+def _join(root: str | None, path: str) -> str:
+    return osp.join(root, path) if root and not osp.isabs(path) else path
+
+
+def check_inputs(cfg: Config, stages: Sequence[str] = ("train", "val")) -> None:
+    """Raise :class:`MissingInput` for the first missing input the ``stages`` would read.
+
+    Checked: each dataset's annotation file and image folder, each evaluator's annotation file,
+    ``load_from``, and a distiller's ``teacher_ckpt``. Called by the tools before the Runner is
+    built, so a missing file is one line naming it and the command that makes it, not a
+    traceback from deep inside pycocotools or ``torch.load`` after minutes of set-up.
+    """
+    for stage in stages:
+        loader_key, *evaluator_key = DATALOADERS[stage]
+        loader = cfg.get(loader_key)
+        if not loader:
+            continue
+        for dataset in _datasets(loader.get("dataset")):
+            root = dataset.get("data_root")
+            if root and not osp.isdir(root):
+                raise MissingInput(root, f"{loader_key} data folder", how_to_make(root))
+            ann = dataset.get("ann_file")
+            if ann:
+                path = _join(root, ann)
+                if not osp.isfile(path):
+                    raise MissingInput(path, f"{loader_key} annotation file", how_to_make(path))
+            prefix = dataset.get("data_prefix") or {}
+            for folder in prefix.values() if isinstance(prefix, dict) else [prefix]:
+                path = _join(root, folder)
+                if isinstance(folder, str) and folder and not osp.isdir(path):
+                    raise MissingInput(path, f"{loader_key} image folder", how_to_make(path))
+        for key in evaluator_key:
+            evaluators = cfg.get(key) or []
+            for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
+                ann = evaluator.get("ann_file") if isinstance(evaluator, dict) else None
+                if ann and not osp.isfile(ann):
+                    raise MissingInput(ann, f"{key} annotation file", how_to_make(ann))
+    check_checkpoints(cfg)
+
+
+def check_checkpoints(cfg: Config) -> None:
+    """``load_from`` and a distiller's ``teacher_ckpt`` must exist where they are local files."""
+    load_from = cfg.get("load_from")
+    if load_from and "://" not in load_from and not osp.isfile(load_from):
+        raise MissingInput(load_from, "checkpoint", "Check the path (load_from / --resume).")
+    model = cfg.get("model") or {}
+    teacher_ckpt = model.get("teacher_ckpt") if isinstance(model, dict) else None
+    if teacher_ckpt and "://" not in teacher_ckpt and not osp.isfile(teacher_ckpt):
+        raise MissingInput(
+            teacher_ckpt,
+            "teacher checkpoint",
+            "Train the teacher first (python tools/train.py TEACHER_CONFIG; its config is in "
+            "configs/baselines/) or set model.teacher_ckpt to its checkpoint.",
+        )
 
 
 def build_runner(cfg: Config) -> Runner:

@@ -112,3 +112,14 @@ def test_read_metrics_without_a_validation_or_a_metric(tmp_path: Path) -> None:
     assert read_metrics(tmp_path / "b") == {}
     with pytest.raises(FileNotFoundError, match="no \\*/vis_data/scalars.json"):
         read_metrics(tmp_path / "missing")
+
+
+def test_read_metrics_of_an_evaluation_only_run(tmp_path: Path) -> None:
+    # tools/test.py writes <timestamp>/<timestamp>.json and no scalars.json
+    run = tmp_path / "20250101_120000"
+    run.mkdir()
+    (run / "20250101_120000.json").write_text(
+        json.dumps({"coco/bbox_mAP": 0.3, "coco/bbox_mAP_copypaste": "0.3", "time": 0.2}) + "\n"
+    )
+    (run / "other.json").write_text(json.dumps({"coco/bbox_mAP": 0.9}) + "\n")
+    assert read_metrics(tmp_path) == {"coco/bbox_mAP": 0.3}

@@ -82,8 +82,8 @@ model = dict(
     type='kd_det.SingleTeacherDistiller',
     student=dict(cfg_path='mmdet::retinanet/retinanet_r18_fpn_1x_coco.py', **_tiny),
     teacher=dict(cfg_path='mmdet::retinanet/retinanet_r18_fpn_1x_coco.py', **_tiny),
-    distill=[dict(name='fpn', student='neck.fpn_convs.*', teacher='neck.fpn_convs.*',
-                  loss=dict(type='MSEFeatureLoss', loss_weight=1.0))])
+    distill=dict(fpn=dict(student='neck.fpn_convs.*', teacher='neck.fpn_convs.*',
+                          loss=dict(type='MSEFeatureLoss', loss_weight=1.0))))
 _pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),

@@ -1,120 +1,310 @@
 """The main job behind ``make demo``: distillation on the digits detection set, on a CPU.
 
-1. writes the digits sets under data/digits (real handwriting from scikit-learn);
-2. trains the wide RetinaNet teacher and the narrow student alone (AdamW, 24 epochs);
-3. trains the narrow student distilled from the teacher (seed 001: projector + BN + log-sum on
-   the FPN levels, sigmoid KD on the classification logits);
-4. evaluates all three with COCO mAP, exports the distilled student to a plain mmdet
-   checkpoint and evaluates that with mmdet's own test.py;
-5. prints a table and writes it to work_dirs/demo_results.md.
+1. writes the digits detection set under ``data/digits`` (real handwriting from scikit-learn);
+2. trains the wide RetinaNet teacher (both cores);
+3. trains the narrow student alone and the narrow student distilled from the teacher side by
+   side, one core each;
+4. exports the distilled student to a plain mmdet checkpoint and evaluates it with mmdet's own
+   ``test.py``;
+5. prints a table (COCO mAP of each model, from the runs' own validation) and writes it with a
+   figure (``demo.png``: the scores, and the students' training curves with each distill term)
+   to the output folder.
 
-Each model trains in work_dirs/<config name>/, the folder ``tools/train.py CONFIG`` uses, and
-the distilled student's config reads its teacher from there.
+Every stage shows one live progress line (stage, epoch/iteration, loss, estimate); full logs
+go to ``<out>/<stage>.log``, and a stage that fails prints the end of its log. Stages whose
+final checkpoint exists are skipped, so an interrupted demo continues where it stopped.
 
-Steps whose checkpoint exists are skipped, so an interrupted demo continues where it stopped.
-``--quick`` runs a few-minute version (fewer images and epochs; numbers are not meaningful).
+Sizes: the default (``make demo``) is sized to finish in under 20 minutes on 2 cores;
+``--full`` (``make demo-full``) is the 24-epoch, 2,000-image study; ``--quick`` is a
+few-minute smoke run whose numbers mean nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import mmdet
+from kd_det.apis import read_metrics, read_scalars
 
 REPO = Path(__file__).resolve().parents[1]
-MMDET_TEST = Path(mmdet.__file__).parent / ".mim" / "tools" / "test.py"
-CONFIGS = {
-    "teacher": "configs/demo/retinanet_teacher_digits.py",
-    "student alone": "configs/demo/retinanet_student_digits.py",
-    "student distilled": "configs/demo/retinanet_pkd-logsum_digits.py",
-}
+TEACHER = "configs/baselines/retinanet_r18-w32_fpn_24e_digits.py"
+STUDENT = "configs/baselines/retinanet_r18-w8_fpn_24e_digits.py"
+DISTILLED = "configs/srd/srd_retinanet-w32-w8_fpn_24e_digits.py"
+METRIC = "coco/bbox_mAP"
+
+#: name: (train images, val images, epochs)
+SIZES = {"default": (1000, 300, 12), "full": (2000, 500, 24), "quick": (120, 40, 2)}
+
+TRAIN_LINE = re.compile(
+    r"Epoch\(train\)\s*\[(\d+)\]\[\s*(\d+)/(\d+)\].*?eta: (\S+).*?\bloss: ([0-9.]+)"
+)
+VAL_LINE = re.compile(r"Epoch\(val\)\s*\[(\d+)\]\[\s*(\d+)/(\d+)\]")
 
 
-def run(args: list[str], log: Path) -> str:
-    print("$", " ".join(args), f"  (log: {log})", flush=True)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as f:
-        proc = subprocess.run([sys.executable, *args], cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
-    text = log.read_text()
-    if proc.returncode:
-        sys.exit(f"failed ({proc.returncode}); the end of {log}:\n{text[-3000:]}")
-    return text
+def fmt_time(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def metric(text: str, key: str = "coco/bbox_mAP") -> float:
-    found = re.findall(rf"{re.escape(key)}: (-?[0-9.]+)", text)
-    if not found:
-        sys.exit(f"no {key} in the output")
-    return float(found[-1])
+@dataclass
+class Job:
+    """One subprocess of the demo, its log, and what its log says about its progress."""
+
+    name: str
+    args: list[str]
+    log: Path
+    threads: int
+    epochs: int = 0
+    proc: subprocess.Popen | None = None
+    start: float = field(default_factory=time.monotonic)
+    status: str = "starting"
+
+    def launch(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), PYTHONUNBUFFERED="1")
+        env["MKL_NUM_THREADS"] = str(self.threads)
+        with self.log.open("w") as f:
+            f.write("$ python " + " ".join(self.args) + "\n")
+            f.flush()
+            self.proc = subprocess.Popen(
+                [sys.executable, *self.args], cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env
+            )
+        self.start = time.monotonic()
+
+    def refresh(self) -> None:
+        """Read the newest training or validation line of the log into ``status``."""
+        text = self.log.read_text(errors="replace")[-20000:]
+        train = list(TRAIN_LINE.finditer(text))
+        val = list(VAL_LINE.finditer(text))
+        last_train = train[-1] if train else None
+        if val and (last_train is None or val[-1].start() > last_train.start()):
+            epoch, i, n = val[-1].groups()
+            self.status = f"validating after epoch {epoch} ({i}/{n})"
+        elif last_train is not None:
+            epoch, i, n, eta, loss = last_train.groups()
+            self.status = f"epoch {epoch}/{self.epochs} it {i}/{n} loss {loss} eta {eta}"
+
+    def finished(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
+    def check(self) -> None:
+        assert self.proc is not None
+        if self.proc.returncode:
+            tail = self.log.read_text(errors="replace")[-3000:]
+            sys.exit(
+                f"\n[{self.name}] failed (exit {self.proc.returncode}); the end of {self.log}:\n"
+                f"{tail}"
+            )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a few-minute smoke version")
-    parser.add_argument("--data", default=None, help="data folder (default data/digits[_quick])")
-    parser.add_argument(
-        "--out", default=None, help="work dirs (default work_dirs, quick: work_dirs/quick)"
-    )
-    args = parser.parse_args()
-    out = REPO / (args.out or ("work_dirs/quick" if args.quick else "work_dirs"))
-    epochs, num_train = (3, 200) if args.quick else (24, 2000)
-    data = args.data or ("data/digits_quick" if args.quick else "data/digits")
-    start = time.time()
+def run_jobs(jobs: list[Job]) -> None:
+    """Run ``jobs`` at the same time, showing one progress line until all have finished."""
+    for job in jobs:
+        print(f"[{job.name}] log: {job.log}", flush=True)
+        job.launch()
+    tty = sys.stdout.isatty()
+    width = shutil.get_terminal_size((120, 20)).columns
+    last_print = 0.0
+    while True:
+        done = all(job.finished() for job in jobs)
+        for job in jobs:
+            job.refresh()
+        line = " | ".join(
+            f"{job.name} {fmt_time(time.monotonic() - job.start)}: "
+            + ("done" if job.finished() and not job.proc.returncode else job.status)
+            for job in jobs
+        )
+        if tty:
+            print("\r" + line[: width - 1].ljust(width - 1), end="", flush=True)
+        elif done or time.monotonic() - last_print >= 30:
+            print(line, flush=True)
+            last_print = time.monotonic()
+        if done:
+            break
+        time.sleep(1.0)
+    if tty:
+        print()
+    for job in jobs:
+        job.check()
 
-    if not (REPO / data / "det/annotations/val.json").is_file():
-        run(["tools/make_digits.py", "--out", data, "--num-train", str(num_train),
-             "--num-val", "500", "--only", "det"], out / "make_digits.log")  # fmt: skip
-    common = [
-        f"train_cfg.max_epochs={epochs}",
-        f"train_cfg.val_interval={epochs}",
+
+def metric(work_dir: Path, key: str) -> float:
+    """``key`` of the last evaluation logged in ``work_dir``."""
+    value = read_metrics(work_dir).get(key)
+    if value is None:
+        sys.exit(f"no {key} logged under {work_dir}: its evaluation found no detection")
+    return value
+
+
+def data_options(data: str) -> list[str]:
+    return [
         f"train_dataloader.dataset.data_root={data}/det/",
         f"val_dataloader.dataset.data_root={data}/det/",
         f"test_dataloader.dataset.data_root={data}/det/",
         f"val_evaluator.ann_file={data}/det/annotations/val.json",
         f"test_evaluator.ann_file={data}/det/annotations/val.json",
     ]
-    if args.quick:
-        common.append("param_scheduler.1.milestones=[2]")
-    scores: dict[str, float] = {}
-    ckpts: dict[str, Path] = {}
-    for name, config in CONFIGS.items():
+
+
+def schedule_options(epochs: int) -> list[str]:
+    """The configs' step schedule (decay at 2/3 and 11/12 of training) for ``epochs``."""
+    milestones = sorted({max(1, round(epochs * 2 / 3)), max(1, round(epochs * 11 / 12))})
+    return [
+        f"train_cfg.max_epochs={epochs}",
+        f"train_cfg.val_interval={epochs}",
+        f"param_scheduler.1.end={epochs}",
+        f"param_scheduler.1.milestones={milestones}",
+        "default_hooks.logger.interval=10",
+    ]
+
+
+def figure(path: Path, scores: dict[str, float], curves: dict[str, list[dict]], title: str) -> None:
+    """Bars of the scores; the students' training losses and distill terms over iterations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (ax_bar, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = list(scores)
+    colors = ["#4c72b0", "#8c8c8c", "#dd8452", "#c44e52"][: len(names)]
+    bars = ax_bar.bar(range(len(names)), [100 * scores[n] for n in names], color=colors)
+    ax_bar.bar_label(bars, fmt="%.1f")
+    ax_bar.set_xticks(range(len(names)), [n.replace(" (", "\n(") for n in names], fontsize=8)
+    ax_bar.set_ylabel("COCO mAP (%)")
+    ax_bar.set_title(title, fontsize=9)
+
+    def smooth(values: list[float], k: int = 10) -> np.ndarray:
+        v = np.asarray(values, dtype=float)
+        return np.convolve(v, np.ones(k) / k, mode="valid") if len(v) > k else v
+
+    for label, records in curves.items():
+        train = [r for r in records if "loss" in r and "step" in r]
+        keys = ["loss"] + sorted({k for r in train for k in r if k.startswith("distill.")})
+        for key in keys:
+            rows = [r for r in train if key in r]
+            if not rows:
+                continue
+            steps = smooth([r["step"] for r in rows])
+            style = "-" if key == "loss" else "--"
+            ax_loss.plot(steps, smooth([r[key] for r in rows]), style, label=f"{label}: {key}")
+    ax_loss.set_xlabel("iteration")
+    ax_loss.set_ylabel("loss (moving average of 10 logs)")
+    ax_loss.set_yscale("symlog", linthresh=0.1)
+    ax_loss.legend(fontsize=7)
+    ax_loss.set_title("training losses of the two students", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--full", action="store_true", help="the 24-epoch, 2000-image study")
+    size.add_argument("--quick", action="store_true", help="a few-minute smoke run")
+    parser.add_argument("--data", default=None, help="data folder (default data/digits[_SIZE])")
+    parser.add_argument("--out", default=None, help="output folder (default work_dirs/demo[_SIZE])")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every model (default 0)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads in all (default 2)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    size = "full" if args.full else "quick" if args.quick else "default"
+    num_train, num_val, epochs = SIZES[size]
+    suffix = "" if size == "default" else f"_{size}"
+    data = args.data or f"data/digits{suffix}"
+    out = Path(args.out or f"work_dirs/demo{suffix}")
+    if not out.is_absolute():
+        out = REPO / out
+    both, one = max(1, args.threads), max(1, args.threads // 2)
+    start = time.monotonic()
+    print(
+        f"kd_det demo ({size}): RetinaNet teacher and students on {num_train} digits images, "
+        f"{epochs} epochs, seed {args.seed}; output in {out}",
+        flush=True,
+    )
+
+    if not (REPO / data / "det/annotations/val.json").is_file():
+        make = ["tools/make_digits.py", "--out", data, "--num-train", str(num_train),
+                "--num-val", str(num_val), "--seed", str(args.seed), "--only", "det"]  # fmt: skip
+        run_jobs([Job("data", make, out / "make_digits.log", both)])
+    common = [*data_options(data), *schedule_options(epochs), f"randomness.seed={args.seed}"]
+
+    def train(name: str, config: str, threads: int, *extra: str) -> tuple[Path, Job | None]:
         work = out / Path(config).stem
         ckpt = work / f"epoch_{epochs}.pth"
-        options = list(common)
-        if name == "student distilled":
-            options.append(f"model.teacher_ckpt={ckpts['teacher']}")
-        if not ckpt.is_file():
-            run(["tools/train.py", config, "--work-dir", str(work), "--cfg-options", *options],
-                work.parent / f"{work.name}.train.log")  # fmt: skip
-        text = run(["tools/test.py", config, str(ckpt), "--work-dir", str(work / "test"),
-                    "--cfg-options", *options], work.parent / f"{work.name}.test.log")  # fmt: skip
-        scores[name] = metric(text)
-        ckpts[name] = ckpt
-        print(f"  {name}: COCO mAP {scores[name]:.3f}", flush=True)
+        if ckpt.is_file():
+            print(f"[{name}] {ckpt} exists: skipped", flush=True)
+            return work, None
+        argv = ["tools/train.py", config, "--work-dir", str(work), "--cfg-options", *common, *extra]
+        return work, Job(name, argv, out / f"{work.name}.log", threads, epochs)
 
-    exported = out / "export" / "student.pth"
-    run(["tools/export_student.py", CONFIGS["student distilled"], str(ckpts["student distilled"]),
-         str(exported)], out / "export.log")  # fmt: skip
-    # the exported config still reads the default data paths: point it at this demo's data
-    text = run([str(MMDET_TEST), str(exported.with_suffix(".py")), str(exported),
-                "--work-dir", str(out / "export" / "test"),
-                "--cfg-options", *common[2:]], out / "export.test.log")  # fmt: skip
-    scores["exported student (mmdet test.py)"] = metric(text)
+    teacher_dir, job = train("teacher", TEACHER, both)
+    if job:
+        run_jobs([job])
+    teacher_ckpt = teacher_dir / f"epoch_{epochs}.pth"
+    student_dir, job_s = train("student alone", STUDENT, one)
+    distill_dir, job_d = train("distilled", DISTILLED, one, f"model.teacher_ckpt={teacher_ckpt}")
+    if job_s or job_d:
+        run_jobs([j for j in (job_s, job_d) if j])
 
+    export = out / "export"
+    exported = export / "student.pth"
+    mmdet_test = Path(__import__("mmdet").__file__).parent / ".mim" / "tools" / "test.py"
+    run_jobs([Job("export", ["tools/export_student.py", DISTILLED,
+                             str(distill_dir / f"epoch_{epochs}.pth"), str(exported)],
+                  out / "export.log", both)])  # fmt: skip
+    run_jobs([Job("exported student, mmdet test.py", [str(mmdet_test), str(exported.with_suffix(".py")),
+                  str(exported), "--work-dir", str(export / "test"), "--cfg-options",
+                  *data_options(data)], out / "export_test.log", both)])  # fmt: skip
+
+    dirs = {"teacher": teacher_dir, "student alone": student_dir, "distilled": distill_dir}
+    scores = {name: metric(d, METRIC) for name, d in dirs.items()}
+    scores["exported student"] = metric(export / "test", METRIC)
+    ap50 = {name: metric(d, METRIC + "_50") for name, d in dirs.items()}
+    curves = {"student alone": read_scalars(student_dir), "distilled": read_scalars(distill_dir)}
+    gap = scores["teacher"] - scores["student alone"]
+    closed = (scores["distilled"] - scores["student alone"]) / gap if gap > 0 else float("nan")
+    minutes = (time.monotonic() - start) / 60
+    labels = {
+        "teacher": f"teacher ({TEACHER})",
+        "student alone": f"student alone ({STUDENT})",
+        "distilled": f"student distilled ({DISTILLED})",
+        "exported student": "exported student, evaluated by mmdet's test.py",
+    }
     lines = [
-        f"| model ({'quick, ' if args.quick else ''}{epochs} epochs, {num_train} images) | COCO mAP |",
-        "|---|---|",
-        *[f"| {name} | {score:.3f} |" for name, score in scores.items()],
+        f"Digits detection, {num_train} train / {num_val} val images, {epochs} epochs, "
+        f"1 seed ({args.seed}) per model, {args.threads} CPU threads; this run took "
+        f"{minutes:.1f} min.",
+        "",
+        "| model | COCO mAP (%) | mAP@0.5 (%) |",
+        "|---|---|---|",
+        *[
+            f"| {labels[n]} | {100 * s:.1f} | {100 * ap50[n]:.1f} |"
+            if n in ap50
+            else f"| {labels[n]} | {100 * s:.1f} | |"
+            for n, s in scores.items()
+        ],
+        "",
+        f"Teacher − student gap {100 * gap:.1f} points; the distilled student closes "
+        f"{100 * closed:.0f} % of it.",
     ]
     table = "\n".join(lines)
-    results = out / "demo_results.md"
-    results.write_text(table + "\n")
-    print(f"\n{table}\n\nwritten to {results} in {(time.time() - start) / 60:.1f} min")
+    (out / "demo_results.md").write_text(table + "\n")
+    png = out / "demo.png"
+    figure(png, scores, curves, f"{epochs} epochs, {num_train} images, seed {args.seed}")
+    print(f"\n{table}\n\nwritten to {out / 'demo_results.md'} and {png}")
 
 
 if __name__ == "__main__":

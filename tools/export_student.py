@@ -9,7 +9,9 @@ config), which mmdet's own ``tools/test.py OUT.py OUT.pth`` evaluates.
 from __future__ import annotations
 
 import argparse
+import os
 
+from kd_det.cli import MissingInput, read_config
 from kd_det.export import export_student
 
 
@@ -19,7 +21,10 @@ def main() -> None:
     parser.add_argument("checkpoint", help="a checkpoint the distillation run saved")
     parser.add_argument("out", help="output .pth path; the config is written beside it as .py")
     args = parser.parse_args()
-    ckpt, cfg = export_student(args.config, args.checkpoint, args.out)
+    config = read_config(args.config)
+    if not os.path.isfile(args.checkpoint):
+        raise MissingInput(args.checkpoint, "checkpoint", "Give a checkpoint the training saved.")
+    ckpt, cfg = export_student(config, args.checkpoint, args.out)
     print(f"student checkpoint: {ckpt}\nstudent config:     {cfg}")
 
 

@@ -13,7 +13,7 @@ import argparse
 from mmengine.evaluator import DumpResults
 
 import kd_det  # noqa: F401  (registers kd_det and its checkpoint-loading fix)
-from kd_det.cli import add_common_args, build_runner, load_config
+from kd_det.cli import add_common_args, build_runner, check_inputs, load_config
 
 
 def main() -> None:
@@ -26,6 +26,7 @@ def main() -> None:
         raise SystemExit("--out must be a .pkl or .pickle file")
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
+    check_inputs(cfg, ("test",))
     runner = build_runner(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))

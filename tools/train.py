@@ -14,7 +14,7 @@ import torch
 from mmengine.config import Config
 
 import kd_det  # noqa: F401  (registers kd_det and its checkpoint-loading fix)
-from kd_det.cli import add_common_args, build_runner, load_config
+from kd_det.cli import add_common_args, build_runner, check_inputs, load_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -49,6 +49,7 @@ def build_cfg(args: argparse.Namespace) -> Config:
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    check_inputs(cfg, ("train", "val") if cfg.get("val_dataloader") else ("train",))
     return cfg
 
 

@@ -1,0 +1,69 @@
+"""Missing inputs make the tools exit with one line naming the path and how to make it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CONFIGS, run_tool
+
+DET_STUDENT = CONFIGS / "baselines" / "retinanet_r18-w8_fpn_24e_digits.py"
+DET_DISTILL = CONFIGS / "srd" / "srd_retinanet-w32-w8_fpn_24e_digits.py"
+
+
+def single_error_line(out: str) -> str:
+    assert "Traceback" not in out, out[-3000:]
+    lines = [line for line in out.splitlines() if line.startswith("kd_det:")]
+    assert len(lines) == 1, out[-3000:]
+    return lines[0]
+
+
+def test_missing_config(tmp_path: Path) -> None:
+    out = run_tool("tools/train.py", tmp_path / "nope.py", fails=True)
+    line = single_error_line(out)
+    assert "config file" in line and "nope.py" in line
+
+
+@pytest.mark.parametrize("tool", ["tools/train.py", "tools/test.py"])
+def test_missing_digits_data_names_the_generator(tool: str, tmp_path: Path) -> None:
+    root = tmp_path / "digits" / "det"
+    options = [
+        f"train_dataloader.dataset.data_root={root}/",
+        f"val_dataloader.dataset.data_root={root}/",
+        f"test_dataloader.dataset.data_root={root}/",
+    ]
+    extra = [tmp_path / "x.pth"] if tool == "tools/test.py" else []
+    if extra:
+        extra[0].write_bytes(b"")
+    out = run_tool(tool, DET_STUDENT, *extra, "--work-dir", tmp_path / "w", "--cfg-options",
+                   *options, fails=True)  # fmt: skip
+    line = single_error_line(out)
+    assert str(root) in line and "python tools/make_digits.py" in line
+
+
+def test_missing_annotation_file(digits_root: Path, tmp_path: Path) -> None:
+    out = run_tool("tools/train.py", DET_STUDENT, "--work-dir", tmp_path / "w", "--cfg-options",
+                   f"train_dataloader.dataset.data_root={digits_root}/det/",
+                   "train_dataloader.dataset.ann_file=annotations/missing.json",
+                   fails=True)  # fmt: skip
+    line = single_error_line(out)
+    assert "annotation file" in line and "missing.json" in line
+
+
+def test_missing_teacher_checkpoint(digits_root: Path, tmp_path: Path) -> None:
+    root = f"{digits_root}/det/"
+    out = run_tool("tools/train.py", DET_DISTILL, "--work-dir", tmp_path / "w", "--cfg-options",
+                   f"train_dataloader.dataset.data_root={root}",
+                   f"val_dataloader.dataset.data_root={root}",
+                   f"val_evaluator.ann_file={root}annotations/val.json",
+                   f"model.teacher_ckpt={tmp_path}/teacher.pth", fails=True)  # fmt: skip
+    line = single_error_line(out)
+    assert "teacher checkpoint" in line and "teacher.pth" in line and "tools/train.py" in line
+
+
+def test_export_of_a_missing_checkpoint(tmp_path: Path) -> None:
+    out = run_tool("tools/export_student.py", DET_DISTILL, tmp_path / "none.pth",
+                   tmp_path / "out.pth", fails=True)  # fmt: skip
+    line = single_error_line(out)
+    assert "checkpoint" in line and "none.pth" in line

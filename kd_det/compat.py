@@ -1,33 +1,402 @@
-"""Fixes that make mmengine 0.10.7 / mmdet 3.3.0 run on current PyTorch.
+"""Fixes that make mmengine 0.10.7 / mmdet 3.3.0 run on current PyTorch, safely and on CPUs.
 
-torch >= 2.6 loads with ``weights_only=True`` by default, and mmengine's local-file checkpoint
-loader does not say otherwise, so every checkpoint the Runner saved (it pickles a
-``message_hub``) failed to load: ``--resume``, ``load_from``, ``tools/test.py CKPT`` and teacher
-checkpoints. Importing kd_det registers a local-file loader that passes
-``weights_only=False``. That unpickles arbitrary objects, which is what mmengine did on the
-torch versions it was written for: load only checkpoints you trust.
+Importing kd_det (``custom_imports=dict(imports=['kd_det'])`` or any kd_det tool) applies three:
+
+* **Checkpoints load without running code.** torch >= 2.6 loads with ``weights_only=True``,
+  which refuses what every mmengine Runner checkpoint holds (its ``message_hub`` pickles
+  mmengine's ``HistoryBuffer`` with numpy arrays). kd_det's loader for local files keeps
+  ``weights_only=True`` and allows, for the duration of that one load, exactly the extra types
+  Runner and OpenMMLab model-zoo checkpoints hold (:data:`CHECKPOINT_GLOBALS`): numpy arrays,
+  dtypes and scalars, ``HistoryBuffer``, and a ``getattr`` restricted to the four statistics
+  methods a ``HistoryBuffer`` pickles. Anything else is refused with an error naming the file,
+  the refused global and the opt-in: a file the user trusts is listed in the environment
+  variable ``KD_DET_TRUST_CHECKPOINTS`` (paths separated by ``os.pathsep``) and only those files
+  are unpickled fully. mmengine's remote loaders (``https://``, ``open-mmlab://``,
+  ``torchvision://`` ...) load under the same allow-list.
+* **Multi-process training on CPUs.** ``torchrun ... --launcher pytorch`` without a GPU: mmengine
+  calls ``torch.cuda.set_device`` and hands DDP ``device_ids`` for a CPU model, both of which
+  fail. Without CUDA the process group is initialised without ``set_device`` (``nccl``, which
+  needs GPUs, becomes ``gloo``) and DDP wraps CPU models with ``device_ids=None``; with CUDA
+  mmengine's own code runs unchanged.
+* **Checkpoints are never half-written.** The Runner's ``save_checkpoint`` writes a local file
+  to a temporary name beside it, syncs it and renames it over the target, so a crash or a full
+  disk leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import os
 import os.path as osp
+import pickle
+import re
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
+import mmengine.dist.utils as mmengine_dist_utils
+import mmengine.runner as mmengine_runner
+import mmengine.runner.checkpoint as mmengine_checkpoint
+import mmengine.runner.runner as mmengine_runner_module
+import numpy as np
 import torch
+import torch.distributed as torch_dist
+from mmengine.device import is_mlu_available, is_musa_available, is_npu_available
+from mmengine.logging import HistoryBuffer, print_log
+from mmengine.model.wrappers import MMDistributedDataParallel
 from mmengine.runner.checkpoint import CheckpointLoader
+
+TRUST_ENV = "KD_DET_TRUST_CHECKPOINTS"
+"""Environment variable listing checkpoint files (``os.pathsep``-separated) the user trusts
+enough to unpickle fully; every other file loads with ``weights_only=True``."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be loaded: missing, corrupt, or not a checkpoint."""
+
+
+class UntrustedCheckpointError(CheckpointError, pickle.UnpicklingError):
+    """A checkpoint that needs a global outside kd_det's allow-list to unpickle."""
+
+
+def _original(function: Callable) -> Callable:
+    """mmengine's own function even when this module is imported a second time (reload)."""
+    return getattr(function, "_kd_det_original", function)
+
+
+# ------------------------------------------------------------------------------------------
+# Safe checkpoint loading
+# ------------------------------------------------------------------------------------------
+
+HISTORY_BUFFER_METHODS = ("min", "max", "current", "mean")
+
+
+def history_buffer_method(owner: Any, name: str) -> Callable:
+    """The ``builtins.getattr`` a pickled :class:`HistoryBuffer` asks for, restricted to it.
+
+    Python pickles ``HistoryBuffer.mean`` (kept in the buffer's ``statistics_methods``) as
+    ``getattr(HistoryBuffer, 'mean')``. The real ``getattr`` would reach any attribute of any
+    allowed object (the start of a gadget chain); this one returns only the four default
+    statistics methods of ``HistoryBuffer`` and refuses everything else.
+    """
+    if owner not in (HistoryBuffer, _CheckpointHistoryBuffer) or name not in HISTORY_BUFFER_METHODS:
+        raise pickle.UnpicklingError(
+            f"getattr({getattr(owner, '__qualname__', type(owner).__name__)}, {name!r}) is not "
+            f"allowed in a checkpoint (only HistoryBuffer.{{{', '.join(HISTORY_BUFFER_METHODS)}}})"
+        )
+    return getattr(HistoryBuffer, name)
+
+
+class _CheckpointHistoryBuffer(HistoryBuffer):
+    """What a pickled ``HistoryBuffer`` is rebuilt as: the state is checked, then the object
+    becomes a plain :class:`HistoryBuffer`.
+
+    ``HistoryBuffer.__setstate__`` merges the pickled ``statistics_methods`` into the class-wide
+    registry; a crafted file could put any allowed callable there under ``'mean'``. Only the
+    four default methods themselves are accepted.
+    """
+
+    def __setstate__(self, state: dict) -> None:
+        methods = state.pop("statistics_methods", {})
+        for name, method in methods.items():
+            if name not in HISTORY_BUFFER_METHODS or method is not getattr(HistoryBuffer, name):
+                raise pickle.UnpicklingError(
+                    f"HistoryBuffer statistics method {name!r} = {method!r} is not allowed in a "
+                    f"checkpoint (only HistoryBuffer.{{{', '.join(HISTORY_BUFFER_METHODS)}}})"
+                )
+        self.__class__ = HistoryBuffer
+        HistoryBuffer.__setstate__(self, state)
+
+
+def _numpy_globals() -> list[tuple[Any, str]]:
+    """numpy's array, dtype and scalar reconstruction, under the names numpy 1.x and 2.x pickle."""
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    entries: list[tuple[Any, str]] = [(np.ndarray, "numpy.ndarray"), (np.dtype, "numpy.dtype")]
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        entries.append((multiarray._reconstruct, f"{module}._reconstruct"))
+        entries.append((multiarray.scalar, f"{module}.scalar"))
+    # the class of each dtype instance (numpy.dtypes.Float64DType ...), which BUILD restores
+    for value in vars(getattr(np, "dtypes", object)).values():
+        if isinstance(value, type) and issubclass(value, np.dtype):
+            entries.append((value, f"numpy.dtypes.{value.__name__}"))
+    return entries
+
+
+CHECKPOINT_GLOBALS: list[tuple[Any, str]] = [
+    *_numpy_globals(),
+    (_CheckpointHistoryBuffer, "mmengine.logging.history_buffer.HistoryBuffer"),
+    (history_buffer_method, "builtins.getattr"),
+]
+"""What a checkpoint may hold beyond torch's own ``weights_only`` types (tensors, ``OrderedDict``,
+plain containers, numbers, strings): ``(object, pickled name)`` pairs."""
+
+
+@contextmanager
+def allow_checkpoint_types() -> Iterator[None]:
+    """Allow :data:`CHECKPOINT_GLOBALS` in ``weights_only`` loads inside this block only.
+
+    Entries the process had already allowed (``torch.serialization.add_safe_globals``) stay.
+    """
+    present = set(torch.serialization.get_safe_globals())
+    added = [entry for entry in CHECKPOINT_GLOBALS if entry not in present]
+    with torch.serialization.safe_globals(added):
+        yield
+
+
+def trusted_checkpoints() -> set[str]:
+    """Real paths of the files listed in ``$KD_DET_TRUST_CHECKPOINTS``."""
+    listed = os.environ.get(TRUST_ENV, "")
+    return {osp.realpath(osp.expanduser(p)) for p in listed.split(os.pathsep) if p.strip()}
+
+
+def _refused_globals(path: str, error: BaseException) -> list[str]:
+    """The globals of ``path`` outside the allow-list (static scan), else those the error names."""
+    names: set[str] = set()
+    with suppress(Exception), allow_checkpoint_types():
+        names.update(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    if not names:  # legacy (non-zip) files, blocked modules, a refused getattr
+        names.update(re.findall(r"GLOBAL ([\w.]+)", str(error)))
+        names.update(re.findall(r"(getattr\([^)]*\)) is not allowed", str(error)))
+    names.update(re.findall(r"HistoryBuffer statistics method '\w+'", str(error)))
+    return sorted(names)
+
+
+def _reason(error: BaseException) -> str:
+    """The informative sentence of a torch.load error (torch wraps it in long explanations)."""
+    text = str(error)
+    match = re.search(r"WeightsUnpickler error:\s*(.*)", text)
+    lines = (match.group(1) if match else text).strip().splitlines()
+    first = lines[0].split(". ")[0].rstrip(".") if lines else ""
+    return f"{type(error).__name__}: {first}" if len(first) < 8 else first
+
+
+def _opt_in_hint(path: str) -> str:
+    return (
+        "If you trust this file, opt in for it alone: "
+        f"{TRUST_ENV}={path} (several files separated by {os.pathsep!r}) in the environment of "
+        "the command that loads it. That unpickles it fully, which runs any code its author put "
+        "in it. Or load it once where you trust it and re-save only its tensors (state_dict)."
+    )
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6
+PICKLE_MAGIC = b"\x80"  # the legacy format starts with a pickle (protocol 2+)
+
+
+def _load_error(path: str, error: BaseException) -> CheckpointError:
+    """One clear error for a failed ``weights_only`` load of ``path``."""
+    refused = _refused_globals(path, error)
+    if refused:
+        return UntrustedCheckpointError(
+            f"kd_det refused to load checkpoint {path!r}: unpickling it needs "
+            f"{', '.join(refused)}, which is not among the types checkpoints hold (tensors, "
+            "containers, numbers, strings, numpy arrays, mmengine's HistoryBuffer). "
+            + _opt_in_hint(path)
+        )
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if not head:
+        return CheckpointError(f"checkpoint {path!r} is an empty file")
+    if not head.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
+        return CheckpointError(
+            f"{path!r} is not a PyTorch checkpoint (a file written by torch.save): it starts "
+            f"with {head!r}"
+        )
+    weights_only_refusal = isinstance(error, pickle.UnpicklingError) and (
+        "Weights only load failed" in str(error)
+    )
+    if weights_only_refusal and zipfile.is_zipfile(path):  # a complete file doing something odd
+        return UntrustedCheckpointError(
+            f"kd_det refused to load checkpoint {path!r}: {_reason(error)}. " + _opt_in_hint(path)
+        )
+    return CheckpointError(f"checkpoint {path!r} is corrupt or truncated: {_reason(error)}")
 
 
 def load_local_checkpoint(filename: str, map_location: Any = None) -> Any:
-    """Load a local checkpoint file written by ``torch.save`` (trusted file, full unpickling)."""
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f"checkpoint {filename!r} does not exist")
-    return torch.load(filename, map_location=map_location, weights_only=False)
+    """Load a local checkpoint file with ``weights_only=True`` and kd_det's allow-list.
+
+    Full unpickling only for files listed in ``$KD_DET_TRUST_CHECKPOINTS``. Raises
+    ``FileNotFoundError`` for a missing file, :class:`UntrustedCheckpointError` for a file that
+    needs a global outside :data:`CHECKPOINT_GLOBALS` (naming it and how to opt in) and
+    :class:`CheckpointError` for a corrupt file or one that is not a checkpoint.
+    """
+    path = osp.abspath(osp.expanduser(str(filename)))
+    if not osp.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    if osp.realpath(path) in trusted_checkpoints():
+        return torch.load(path, map_location=map_location, weights_only=False)
+    with allow_checkpoint_types():
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except (MemoryError, FileNotFoundError, PermissionError):
+            raise
+        except Exception as error:  # whatever a malformed pickle or zip raises inside torch
+            raise _load_error(path, error) from None
+
+
+def _allow_listed(loader: Callable) -> Callable:
+    """An mmengine remote loader (it calls ``torch.load`` with torch's default
+    ``weights_only=True``) run with kd_det's allow-list, its refusals explained."""
+    if getattr(loader, "_kd_det_allow_listed", False):
+        return loader
+
+    @functools.wraps(loader)
+    def load(filename: str, *args: Any, **kwargs: Any) -> Any:
+        with allow_checkpoint_types():
+            try:
+                return loader(filename, *args, **kwargs)
+            except pickle.UnpicklingError as error:
+                raise UntrustedCheckpointError(
+                    f"kd_det refused to load checkpoint {filename!r}: {_reason(error)}. If you "
+                    "trust it, download it and load the local file with "
+                    f"{TRUST_ENV}=/path/to/file (that unpickles it fully, which runs any code "
+                    "its author put in it)."
+                ) from None
+
+    load._kd_det_allow_listed = True  # type: ignore[attr-defined]
+    return load
+
+
+REMOTE_LOADERS = {
+    ("http://", "https://"): mmengine_checkpoint.load_from_http,
+    ("openmmlab://", "open-mmlab://"): mmengine_checkpoint.load_from_openmmlab,
+    ("torchvision://", "modelzoo://"): mmengine_checkpoint.load_from_torchvision,
+    ("mmcls://",): mmengine_checkpoint.load_from_mmcls,
+    ("pavi://",): mmengine_checkpoint.load_from_pavi,
+    (r"(\S+\:)?s3://", r"(\S+\:)?petrel://"): mmengine_checkpoint.load_from_ceph,
+}
+
+
+def install_checkpoint_loaders() -> None:
+    """Register :func:`load_local_checkpoint` for local paths and allow-listed remote loaders."""
+    CheckpointLoader.register_scheme(prefixes="", loader=load_local_checkpoint, force=True)
+    for prefixes, loader in REMOTE_LOADERS.items():
+        CheckpointLoader.register_scheme(
+            prefixes=list(prefixes), loader=_allow_listed(loader), force=True
+        )
+
+
+# ------------------------------------------------------------------------------------------
+# Multi-process training without CUDA
+# ------------------------------------------------------------------------------------------
+
+_mmengine_init_dist_pytorch = _original(mmengine_dist_utils._init_dist_pytorch)
+_mmddp_init = _original(MMDistributedDataParallel.__init__)
+
+
+def init_dist_pytorch(backend: str, init_backend: str = "torch", **kwargs: Any) -> None:
+    """mmengine's ``torchrun`` initialisation, without ``torch.cuda.set_device`` on a machine
+    with no accelerator (there it raises); ``nccl`` needs GPUs, so ``gloo`` is used instead."""
+    accelerator = (
+        torch.cuda.is_available() or is_mlu_available() or is_npu_available() or is_musa_available()
+    )
+    if accelerator or init_backend != "torch":
+        _mmengine_init_dist_pytorch(backend, init_backend=init_backend, **kwargs)
+        return
+    if backend == "nccl":
+        print_log(
+            "no CUDA device: the process group uses the gloo backend instead of nccl",
+            logger="current",
+            level=logging.WARNING,
+        )
+        backend = "gloo"
+    torch_dist.init_process_group(backend=backend, **kwargs)
+
+
+def _mmddp_init_cpu_aware(
+    self: MMDistributedDataParallel,
+    module: torch.nn.Module,
+    detect_anomalous_params: bool = False,
+    **kwargs: Any,
+) -> None:
+    """``MMDistributedDataParallel.__init__`` with ``device_ids=None`` for a CPU module (DDP
+    accepts ``device_ids`` only for a module on one accelerator; the Runner always passes
+    ``[LOCAL_RANK]``)."""
+    devices = {p.device.type for p in module.parameters()}
+    if kwargs.get("device_ids") is not None and devices <= {"cpu"}:
+        kwargs["device_ids"] = None
+        kwargs.pop("output_device", None)
+    _mmddp_init(self, module, detect_anomalous_params=detect_anomalous_params, **kwargs)
+
+
+init_dist_pytorch._kd_det_original = _mmengine_init_dist_pytorch  # type: ignore[attr-defined]
+_mmddp_init_cpu_aware._kd_det_original = _mmddp_init  # type: ignore[attr-defined]
+
+
+def install_distributed_fixes() -> None:
+    """Route mmengine's ``torchrun`` initialisation and its DDP wrapper through the above."""
+    mmengine_dist_utils._init_dist_pytorch = init_dist_pytorch
+    MMDistributedDataParallel.__init__ = _mmddp_init_cpu_aware  # type: ignore[method-assign]
+
+
+# ------------------------------------------------------------------------------------------
+# Atomic checkpoint saving
+# ------------------------------------------------------------------------------------------
+
+_mmengine_save_checkpoint = _original(mmengine_checkpoint.save_checkpoint)
+
+
+def atomic_torch_save(obj: Any, filename: str) -> None:
+    """``torch.save(obj, filename)`` that never leaves a partial ``filename``.
+
+    Writes ``.<name>.tmp<pid>`` in the same folder, flushes it to disk and renames it over
+    ``filename`` (atomic on POSIX and Windows); on any failure the temporary file is removed and
+    an existing ``filename`` is untouched.
+    """
+    path = osp.abspath(filename)
+    folder = osp.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    tmp = osp.join(folder, f".{osp.basename(path)}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with suppress(OSError):  # make the rename itself durable where the OS allows it
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def save_checkpoint(
+    checkpoint: dict,
+    filename: str,
+    file_client_args: dict | None = None,
+    backend_args: dict | None = None,
+) -> None:
+    """mmengine's ``save_checkpoint``; a plain local path is written by
+    :func:`atomic_torch_save`, other back-ends (``s3://``, ``pavi://`` ...) as mmengine does."""
+    if file_client_args is None and backend_args is None and "://" not in str(filename):
+        atomic_torch_save(checkpoint, str(filename))
+    else:
+        _mmengine_save_checkpoint(
+            checkpoint, filename, file_client_args=file_client_args, backend_args=backend_args
+        )
+
+
+save_checkpoint._kd_det_original = _mmengine_save_checkpoint  # type: ignore[attr-defined]
+
+
+def install_atomic_save() -> None:
+    """Replace ``save_checkpoint`` where the Runner, CheckpointHook and strategies find it."""
+    for module in (mmengine_checkpoint, mmengine_runner, mmengine_runner_module):
+        module.save_checkpoint = save_checkpoint
 
 
 def install() -> None:
-    """Register :func:`load_local_checkpoint` as mmengine's loader for plain local paths."""
-    CheckpointLoader.register_scheme(prefixes="", loader=load_local_checkpoint, force=True)
+    """Apply every fix of this module (idempotent)."""
+    install_checkpoint_loaders()
+    install_distributed_fixes()
+    install_atomic_save()
 
 
 install()

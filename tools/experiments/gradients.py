@@ -21,6 +21,7 @@ from mmengine.runner import Runner, set_random_seed
 from torch import Tensor
 
 from kd_det.apis import build_model_from_cfg
+from kd_det.compat import load_local_checkpoint
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def term_gradients(
     loader = Runner.build_dataloader(cfg.train_dataloader, seed=seed)
     model.init_weights()
     if checkpoint is not None:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = load_local_checkpoint(str(checkpoint), map_location="cpu")
         model.load_state_dict(state["state_dict"])
     model.train()
     params = [p for p in model.student.parameters() if p.requires_grad]

@@ -137,10 +137,10 @@ class _Images(Dataset):
         return {"inputs": torch.full((3, 16, 16), float(index) / 8)}
 
 
-def _runner_checkpoint(work_dir: Path) -> Path:
-    """Train a ToyNet for one epoch with mmengine's Runner: the checkpoint holds meta, the
-    message hub (HistoryBuffers with numpy arrays and numpy scalars), optimizer and schedulers."""
-    runner = Runner(
+def _toy_runner(work_dir: Path, max_epochs: int, **kwargs) -> Runner:
+    """mmengine's Runner training a ToyNet on 8 images (2 iterations an epoch) with AdamW, a
+    LinearLR schedule and a checkpoint every epoch; ``kwargs`` go to the Runner."""
+    return Runner(
         model=ToyNet(4),
         work_dir=str(work_dir),
         experiment_name=f"ckpt_safety_{work_dir.name}",
@@ -150,13 +150,19 @@ def _runner_checkpoint(work_dir: Path) -> Path:
             batch_size=4,
             collate_fn=dict(type="default_collate"),
         ),
-        train_cfg=dict(by_epoch=True, max_epochs=1),
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
         optim_wrapper=dict(optimizer=dict(type="AdamW", lr=1e-3)),
         param_scheduler=dict(type="LinearLR", start_factor=0.5, by_epoch=False, end=2),
         default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=1)),
         default_scope="mmengine",
+        **kwargs,
     )
-    runner.train()
+
+
+def _runner_checkpoint(work_dir: Path) -> Path:
+    """Train a ToyNet for one epoch with mmengine's Runner: the checkpoint holds meta, the
+    message hub (HistoryBuffers with numpy arrays and numpy scalars), optimizer and schedulers."""
+    _toy_runner(work_dir, max_epochs=1).train()
     return work_dir / "epoch_1.pth"
 
 
@@ -186,24 +192,7 @@ def test_runner_checkpoint_loads_without_opt_in(runner_ckpt: Path, monkeypatch) 
 
 
 def test_runner_resumes_and_loads_from_safely(runner_ckpt: Path, tmp_path: Path) -> None:
-    runner = Runner(
-        model=ToyNet(4),
-        work_dir=str(tmp_path),
-        experiment_name="ckpt_safety_resume",
-        train_dataloader=dict(
-            dataset=_Images(),
-            sampler=dict(type="DefaultSampler", shuffle=False),
-            batch_size=4,
-            collate_fn=dict(type="default_collate"),
-        ),
-        train_cfg=dict(by_epoch=True, max_epochs=2),
-        optim_wrapper=dict(optimizer=dict(type="AdamW", lr=1e-3)),
-        param_scheduler=dict(type="LinearLR", start_factor=0.5, by_epoch=False, end=2),
-        default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=1)),
-        default_scope="mmengine",
-        load_from=str(runner_ckpt),
-        resume=True,
-    )
+    runner = _toy_runner(tmp_path, max_epochs=2, load_from=str(runner_ckpt), resume=True)
     runner.train()
     assert runner.train_loop.iter == 4 and (tmp_path / "epoch_2.pth").is_file()
     assert len(runner.message_hub.get_scalar("train/loss").data[0]) == 4  # history restored

@@ -1,4 +1,5 @@
-"""Every shipped config parses, and every distiller config builds its model.
+"""Every shipped config parses, every distiller config builds its model, and each states the
+recipe it documents (the COCO pairs' data and teachers, each method's terms, losses and weights).
 
 Building runs the distiller's construction-time checks (layer names, shapes through a probe
 batch, projector widths) on the real student/teacher models, COCO R-101/R-50 and ImageNet
@@ -17,12 +18,15 @@ import socket
 from pathlib import Path
 
 import pytest
+import torch
+import yaml
 from mmengine.config import Config
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 
 import kd_det  # noqa: F401  (registers kd_det's modules)
+from kd_det.apis import build_model_from_cfg
 from kd_det.connectors import LinearProjector
 from kd_det.distillers.single_teacher import SingleTeacherDistiller
 
@@ -50,6 +54,7 @@ def _is_distiller(cfg: Config) -> bool:
 
 
 DISTILLERS = [p for p in ALL if _is_distiller(_parsed(p))]
+PKD_CWD_DIGITS = [p for p in DISTILLERS if p.parent.name in ("pkd", "cwd") and "digits" in p.stem]
 # Built student/teacher pairs, by their model config: the digits variants share one pair and
 # differ only in their distill terms, so each further variant builds just its terms (and runs
 # the shape probe) on the pair already built.
@@ -70,18 +75,20 @@ def no_network(monkeypatch):
 def test_the_expected_configs_exist() -> None:
     names = {_rel(p) for p in DISTILLERS}
     expected = {
-        "srd/srd_retinanet-r101-r50_fpn_1x_coco.py",
-        "srd/srd_gfl-r101-r50_fpn_1x_coco.py",
-        "srd/srd_fcos-r101-r50-caffe_fpn_gn-head_1x_coco.py",
-        "srd/srd_faster-rcnn-r101-r50_fpn_1x_coco.py",
+        *COCO_TERMS,
         "srd/srd_resnet34-resnet18_8xb32_in1k.py",
         "srd/srd_resnet34-resnet18_8xb16_cifar100.py",
         "srd/srd_resnet18-w32-w8_30e_digits-cls.py",
         "srd/srd_retinanet-w32-w8_fpn_24e_digits.py",
         "fitnet/fitnet_retinanet-w32-w8_fpn_24e_digits.py",
         "kd/sigmoidkd_retinanet-w32-w8_fpn_24e_digits.py",
+        *(_rel(p) for p in PKD_CWD_DIGITS),
     }
     assert expected <= names, sorted(expected - names)
+    # PKD and CWD each have every COCO pair and the digits RetinaNets
+    for method in ["pkd", "cwd"]:
+        own = {n for n in names if n.startswith(f"{method}/")}
+        assert own == {n for n in expected if n.startswith(f"{method}/")}, method
 
 
 @pytest.mark.parametrize("path", ALL, ids=_rel)
@@ -92,6 +99,11 @@ def test_config_parses(path: Path) -> None:
         assert cfg.get("custom_imports", {}).get("imports") == ["kd_det"]
         # the Runner would put a top-level preprocessor into the distiller, which refuses it
         assert cfg.get("data_preprocessor") is None, _rel(path)
+        assert isinstance(cfg.model.distill, dict) and cfg.model.distill, _rel(path)
+        for name, term in cfg.model.distill.items():
+            assert term is None or "name" not in term, f"{_rel(path)}: {name!r} names itself"
+            method_loss = METHOD_LOSS.get(path.parent.name)
+            assert term is None or method_loss in (None, term.loss.type), (_rel(path), name)
 
 
 @pytest.mark.parametrize("path", DISTILLERS, ids=_rel)
@@ -130,36 +142,81 @@ def test_distiller_config_builds(path: Path, no_network, monkeypatch) -> None:
                 assert s_layers[i].shape[1] == t_layers[j].shape[1], (name, i, j)
 
 
-COCO_EXPECTED = {
-    # config -> (student backbone depth, teacher backbone depth, distill term names)
-    "srd/srd_retinanet-r101-r50_fpn_1x_coco.py": (50, 101, ["fpn", "cls"]),
-    "srd/srd_gfl-r101-r50_fpn_1x_coco.py": (50, 101, ["fpn", "cls"]),
-    "srd/srd_fcos-r101-r50-caffe_fpn_gn-head_1x_coco.py": (50, 101, ["fpn"]),
-    "srd/srd_faster-rcnn-r101-r50_fpn_1x_coco.py": (50, 101, ["fpn"]),
+# The COCO pairs (configs/_base_/distill/): detector -> (mmdet student config, teacher checkpoint)
+COCO_PAIRS = {
+    "retinanet": ("retinanet/retinanet_r50_fpn_1x_coco.py", "retinanet_r101_fpn_1x_coco"),
+    "gfl": ("gfl/gfl_r50_fpn_1x_coco.py", "gfl_r101_fpn_mstrain_2x_coco"),
+    "fcos": ("fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py", "fcos_r101_caffe_fpn_gn-head_1x_coco"),
+    "faster-rcnn": ("faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py", "faster_rcnn_r101_fpn_1x_coco"),
 }
+CLS_LAYER = {"retinanet": "bbox_head.retina_cls", "gfl": "bbox_head.gfl_cls"}
+METHOD_LOSS = {"pkd": "PKDLoss", "cwd": "ChannelWiseDivergence"}
 SRD_CONNECTOR = dict(
     type="ProjectNorm", projector=dict(type="LinearProjector"), norm=dict(type="AffineFreeBN")
 )
+SRD_FPN = dict(type="LogSumLoss", alpha=4.0, loss_weight=2.0)
+SIGMOID_KD = dict(type="SigmoidKDLoss", tau=1.0, chi=1.0, loss_weight=1.0)
+# MMRazor's values: PKD weight 10 for one-stage students and 6 for Faster R-CNN, CWD 10 per FPN
+# level and 5 per level of GFL's classification logits
+PKD_10 = dict(type="PKDLoss", loss_weight=10.0)
+CWD_10 = dict(type="ChannelWiseDivergence", tau=1.0, loss_weight=10.0)
+COCO_TERMS = {
+    # config -> {term: its loss}, in order
+    "srd/srd_retinanet-r101-r50_fpn_1x_coco.py": {"fpn": SRD_FPN, "cls": SIGMOID_KD},
+    "srd/srd_gfl-r101-r50_fpn_1x_coco.py": {"fpn": SRD_FPN, "cls": SIGMOID_KD},
+    "srd/srd_fcos-r101-r50-caffe_fpn_gn-head_1x_coco.py": {"fpn": SRD_FPN},
+    "srd/srd_faster-rcnn-r101-r50_fpn_1x_coco.py": {"fpn": SRD_FPN},
+    "pkd/pkd_retinanet-r101-r50_fpn_1x_coco.py": {"fpn": PKD_10},
+    "pkd/pkd_gfl-r101-r50_fpn_1x_coco.py": {"fpn": PKD_10},
+    "pkd/pkd_fcos-r101-r50-caffe_fpn_gn-head_1x_coco.py": {"fpn": PKD_10},
+    "pkd/pkd_faster-rcnn-r101-r50_fpn_1x_coco.py": {"fpn": dict(PKD_10, loss_weight=6.0)},
+    "cwd/cwd_retinanet-r101-r50_fpn_1x_coco.py": {"fpn": CWD_10},
+    "cwd/cwd_gfl-r101-r50_fpn_1x_coco.py": {"fpn": CWD_10},
+    "cwd/cwd-cls_gfl-r101-r50_fpn_1x_coco.py": {"cls": dict(CWD_10, loss_weight=5.0)},
+    "cwd/cwd_fcos-r101-r50-caffe_fpn_gn-head_1x_coco.py": {"fpn": CWD_10},
+    "cwd/cwd_faster-rcnn-r101-r50_fpn_1x_coco.py": {"fpn": CWD_10},
+}
+FOUR_LEVELS = [[0, 0], [1, 1], [2, 2], [3, 3]]
 
 
-@pytest.mark.parametrize("rel", sorted(COCO_EXPECTED))
-def test_coco_configs_are_complete(rel: str) -> None:
+def _detector(rel: str) -> str:
+    """``srd/srd_faster-rcnn-r101-r50_fpn_1x_coco.py`` -> ``faster-rcnn``."""
+    return Path(rel).stem.split("_")[1].split("-r101")[0]
+
+
+@pytest.mark.parametrize("rel", sorted(COCO_TERMS))
+def test_coco_config_is_the_students_1x_recipe_with_its_teacher(rel: str) -> None:
     cfg = _load(CONFIGS / rel)
-    s_depth, t_depth, terms = COCO_EXPECTED[rel]
+    student_cfg, ckpt = COCO_PAIRS[_detector(rel)]
     assert cfg.default_scope == "mmdet"
     assert cfg.train_dataloader.dataset.data_root == "data/coco/"
     assert cfg.train_dataloader.dataset.ann_file == "annotations/instances_train2017.json"
     assert cfg.val_evaluator.ann_file == "data/coco/annotations/instances_val2017.json"
     assert cfg.train_cfg.max_epochs == 12
-    assert cfg.model.student.cfg_path.startswith("mmdet::")
+    assert cfg.model.student.cfg_path == f"mmdet::{student_cfg}"
     assert cfg.model.teacher.cfg_path.startswith("mmdet::")
-    assert f"r{s_depth}" in cfg.model.student.cfg_path
-    assert f"r{t_depth}" in cfg.model.teacher.cfg_path
-    assert cfg.model.teacher_ckpt.startswith("checkpoints/")
-    assert list(cfg.model.distill) == terms
-    fpn = cfg.model.distill.fpn
-    assert fpn.connector == SRD_CONNECTOR
-    assert fpn.loss == dict(type="LogSumLoss", alpha=4.0, loss_weight=2.0)
+    assert "r101" in cfg.model.teacher.cfg_path
+    # teacher weights come from the checkpoint only: no ImageNet download for its backbone
+    assert cfg.model.teacher.backbone == dict(init_cfg=None)
+    assert cfg.model.teacher_ckpt.startswith(f"checkpoints/{ckpt}")
+
+
+@pytest.mark.parametrize("rel", sorted(COCO_TERMS))
+def test_coco_config_states_its_terms(rel: str) -> None:
+    cfg = _load(CONFIGS / rel)
+    method = Path(rel).parent.name
+    terms = {k: v for k, v in cfg.model.distill.items() if v is not None}
+    assert list(terms) == list(COCO_TERMS[rel])
+    for name, term in terms.items():
+        assert term.loss == COCO_TERMS[rel][name], name
+        layer = "neck" if name == "fpn" else CLS_LAYER[_detector(rel)]
+        assert term.student == term.teacher == layer
+        # R-101 and R-50 FPNs (and heads) have the same widths: only SRD's projector + BN
+        srd_fpn = method == "srd" and name == "fpn"
+        assert term.get("connector") == (SRD_CONNECTOR if srd_fpn else None)
+        # MMRazor's PKD configs distil FPN outputs 0-3, the other methods all five
+        pkd = dict(type="ExplicitMapper", pairs=FOUR_LEVELS) if method == "pkd" else None
+        assert term.get("mapper") == pkd
 
 
 def test_mmpretrain_config_builds_through_the_runner(tmp_path: Path, no_network) -> None:
@@ -259,17 +316,40 @@ def test_digits_distillers_read_the_teachers_their_baselines_train() -> None:
         assert baseline.model == cfg.model.teacher
 
 
-METHOD_DIRS = ["srd", "fitnet", "kd", "baselines"]
+@pytest.mark.parametrize("path", PKD_CWD_DIGITS, ids=_rel)
+def test_pkd_cwd_digits_config_distils(path: Path, no_network, monkeypatch) -> None:
+    # The teacher's random initialisation (teacher_ckpt=None) says nothing about the config and
+    # is most of the build time.
+    monkeypatch.setattr(BaseModule, "init_weights", lambda self: None)
+    model = build_model_from_cfg(_load(path), {"model.teacher_ckpt": None})
+    assert isinstance(model, SingleTeacherDistiller)
+    assert list(model.terms) == ["fpn"]
+    term = model.terms["fpn"]
+    assert type(term.loss).__name__ == METHOD_LOSS[path.parent.name]
+    # three FPN levels, 32 wide on the student and 96 on the teacher: a projector per level
+    # (bias-free 1x1 conv, 32 -> 96: 32·96 weights each, and no other parameter in the term)
+    assert len(term.pair_labels) == 3
+    assert sorted(p.numel() for p in term.parameters()) == [32 * 96] * 3
+    # the distill loss on pairs of maps of the recorded shapes is finite and reaches the student
+    g = torch.Generator().manual_seed(0)
+    s_layers = [torch.randn(2, 32, n, n, generator=g, requires_grad=True) for n in (16, 8, 4)]
+    t_layers = [torch.randn(2, 96, n, n, generator=g) for n in (16, 8, 4)]
+    loss = term(s_layers, t_layers)
+    loss.backward()
+    assert torch.isfinite(loss) and loss.item() > 0
+    assert all(x.grad is not None and x.grad.abs().sum() > 0 for x in s_layers)
+
+
+METHOD_DIRS = ["srd", "pkd", "cwd", "fitnet", "kd", "baselines"]
 
 
 @pytest.mark.parametrize("method", METHOD_DIRS)
 def test_method_folders_have_a_readme_and_a_metafile_of_their_configs(method: str) -> None:
-    import yaml
-
     folder = CONFIGS / method
     readme = (folder / "README.md").read_text()
     meta = yaml.safe_load((folder / "metafile.yml").read_text())
     collections = {c["Name"] for c in meta["Collections"]}
+    assert {c["README"] for c in meta["Collections"]} == {f"configs/{method}/README.md"}
     configs = set()
     for model in meta["Models"]:
         assert model["In Collection"] in collections, model["Name"]
@@ -277,6 +357,7 @@ def test_method_folders_have_a_readme_and_a_metafile_of_their_configs(method: st
         assert path.is_file(), model["Config"]
         assert model["Name"] == path.stem
         configs.add(path.relative_to(CONFIGS).as_posix())
+        assert model["Metadata"]["Epochs"] == _parsed(path).train_cfg.max_epochs, model["Name"]
         assert model.get("Weights") is None
         for result in model.get("Results", []):
             assert result["Task"] and result["Dataset"] and result["Metrics"]

@@ -7,16 +7,10 @@
 #   KL(teacher || student) times tau^2, averaged over images and classes
 #   (ChannelWiseDivergence), weight 5 per level -- MMRazor's value. The heads have the same
 #   classes, so there is no projector.
-#
-# Data, evaluation, schedule and runtime are the student's own 1x recipe (data under
-# data/coco/); GFL R-50 1x is 40.2 mAP in mmdet's model zoo. Teacher: the R-101 multi-scale 2x
-# model (44.7 mAP):
-#   mkdir -p checkpoints && wget -P checkpoints https://download.openmmlab.com/mmdetection/v2.0/gfl/gfl_r101_fpn_mstrain_2x_coco/gfl_r101_fpn_mstrain_2x_coco_20200629_200126-dd12f847.pth
-_base_ = ['./cwd_gfl-r101-r50_fpn_1x_coco.py']
+_base_ = ['../_base_/distill/gfl_r101-r50_fpn_1x_coco.py']
 
 model = dict(
     distill=dict(
-        fpn=None,
         cls=dict(
             student='bbox_head.gfl_cls',
             teacher='bbox_head.gfl_cls',

@@ -4,17 +4,8 @@
 # student's 32 channels go through a bias-free 1x1-conv projector (32 -> 96) first, as the paper
 # does for mismatched widths; then per channel a softmax over positions (tau 1) and
 # KL(teacher || student), weight 10 per level (MMRazor's CWD FPN configs). No logit term.
-# Train the teacher first:
-#   python tools/train.py configs/baselines/retinanet_r18-w32_fpn_24e_digits.py
-_base_ = [
-    '../_base_/models/digits_retinanet.py', '../_base_/datasets/digits_detection.py',
-    '../_base_/schedules/digits_adamw.py', '../_base_/digits_runtime.py'
-]
+_base_ = ['../_base_/distill/retinanet_w32-w8_fpn_24e_digits.py']
 model = dict(
-    type='kd_det.SingleTeacherDistiller',
-    student={{_base_.retinanet_student}},
-    teacher={{_base_.retinanet_teacher}},
-    teacher_ckpt='work_dirs/retinanet_r18-w32_fpn_24e_digits/epoch_24.pth',
     distill=dict(
         fpn=dict(
             student='neck.fpn_convs.*',

@@ -3,17 +3,8 @@
 # projector (32 -> 96), affine-free BatchNorm on both sides and the log-sum distance (alpha 4,
 # weight 2 per level), plus sigmoid KD on the per-level classification logits (tau 1, the mean
 # over every anchor and class).
-# Train the teacher first:
-#   python tools/train.py configs/baselines/retinanet_r18-w32_fpn_24e_digits.py
-_base_ = [
-    '../_base_/models/digits_retinanet.py', '../_base_/datasets/digits_detection.py',
-    '../_base_/schedules/digits_adamw.py', '../_base_/digits_runtime.py'
-]
+_base_ = ['../_base_/distill/retinanet_w32-w8_fpn_24e_digits.py']
 model = dict(
-    type='kd_det.SingleTeacherDistiller',
-    student={{_base_.retinanet_student}},
-    teacher={{_base_.retinanet_teacher}},
-    teacher_ckpt='work_dirs/retinanet_r18-w32_fpn_24e_digits/epoch_24.pth',
     distill=dict(
         fpn=dict(
             student='neck.fpn_convs.*',

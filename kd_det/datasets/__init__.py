@@ -1,39 +1,9 @@
-"""Data sets rendered from scikit-learn's real handwritten digits (nothing is downloaded)."""
+"""Data sets rendered from scikit-learn's real handwritten digits (nothing is downloaded); the
+public names are those of :mod:`kd_det.datasets.digits`."""
 
 from __future__ import annotations
 
-from .digits import (
-    CLASSIFICATION_METAINFO,
-    DETECTION_METAINFO,
-    DIFFICULTIES,
-    DIGIT_CLASSES,
-    ClassificationSpec,
-    DetectionSample,
-    DetectionSpec,
-    detection_stats,
-    digit_pools,
-    load_glyphs,
-    make_classification_set,
-    make_detection_set,
-    render_classification_sample,
-    render_detection_sample,
-    render_glyph,
-)
+from . import digits
+from .digits import *  # noqa: F403
 
-__all__ = [
-    "CLASSIFICATION_METAINFO",
-    "DETECTION_METAINFO",
-    "DIFFICULTIES",
-    "DIGIT_CLASSES",
-    "ClassificationSpec",
-    "DetectionSample",
-    "DetectionSpec",
-    "detection_stats",
-    "digit_pools",
-    "load_glyphs",
-    "make_classification_set",
-    "make_detection_set",
-    "render_classification_sample",
-    "render_detection_sample",
-    "render_glyph",
-]
+__all__ = list(digits.__all__)

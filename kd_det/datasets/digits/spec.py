@@ -4,6 +4,7 @@ validated at construction, with an ``'easy'`` and a ``'hard'`` preset."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 DIFFICULTIES: tuple[str, ...] = ("easy", "hard")
 
@@ -18,6 +19,37 @@ def _check_range(name: str, value: tuple[float, float], low: float, high: float)
 def _check_unit(name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+
+
+def _check_shared_fields(spec: DetectionSpec | ClassificationSpec, min_image_size: int) -> None:
+    """The checks of the fields both specs have (the image and its one-digit rendering)."""
+    if not isinstance(spec.image_size, int) or spec.image_size < min_image_size:
+        raise ValueError(f"image_size must be an int >= {min_image_size}, got {spec.image_size!r}")
+    _check_range("digit_size", spec.digit_size, 4, spec.image_size)
+    _check_range("distractors_per_image", spec.distractors_per_image, 0, 1000)
+    _check_range("contrast", spec.contrast, 1e-3, 1.0)
+    if not 0.0 <= spec.aspect_jitter < 1.0:
+        raise ValueError(f"aspect_jitter must lie in [0, 1), got {spec.aspect_jitter!r}")
+    for name in ("invert_prob", "rgb_prob"):
+        _check_unit(name, getattr(spec, name))
+    if spec.noise_std < 0 or spec.clutter < 0:
+        raise ValueError(
+            f"noise_std and clutter must be >= 0, got {spec.noise_std!r}, {spec.clutter!r}"
+        )
+
+
+_Spec = TypeVar("_Spec", "DetectionSpec", "ClassificationSpec")
+
+
+def _preset(cls: type[_Spec], difficulty: str, image_size: int, easy: dict[str, Any]) -> _Spec:
+    """``cls()`` (``'hard'``) or ``cls(**easy)`` (``'easy'``), its ``digit_size`` scaled by
+    ``image_size`` over the default image size (at least 4 px) and drawn at ``image_size``."""
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
+    base = cls() if difficulty == "hard" else cls(**easy)
+    scale = image_size / base.image_size
+    lo, hi = base.digit_size
+    return replace(base, image_size=image_size, digit_size=(max(4.0, lo * scale), hi * scale))
 
 
 @dataclass(frozen=True)
@@ -66,22 +98,12 @@ class DetectionSpec:
     rgb_prob: float = 0.5
 
     def __post_init__(self) -> None:
-        if not isinstance(self.image_size, int) or self.image_size < 16:
-            raise ValueError(f"image_size must be an int >= 16, got {self.image_size!r}")
+        _check_shared_fields(self, min_image_size=16)
         _check_range("digits_per_image", self.digits_per_image, 1, 1000)
-        _check_range("digit_size", self.digit_size, 4, self.image_size)
-        _check_range("distractors_per_image", self.distractors_per_image, 0, 1000)
-        _check_range("contrast", self.contrast, 1e-3, 1.0)
-        if not 0.0 <= self.aspect_jitter < 1.0:
-            raise ValueError(f"aspect_jitter must lie in [0, 1), got {self.aspect_jitter!r}")
         if not 0.0 <= self.max_overlap_iou < 1.0:
             raise ValueError(f"max_overlap_iou must lie in [0, 1), got {self.max_overlap_iou!r}")
-        for name in ("max_covered", "overlap_prob", "invert_prob", "rgb_prob"):
+        for name in ("max_covered", "overlap_prob"):
             _check_unit(name, getattr(self, name))
-        if self.noise_std < 0 or self.clutter < 0:
-            raise ValueError(
-                f"noise_std and clutter must be >= 0, got {self.noise_std!r}, {self.clutter!r}"
-            )
 
     @classmethod
     def preset(cls, difficulty: str = "hard", image_size: int = 128) -> DetectionSpec:
@@ -90,26 +112,19 @@ class DetectionSpec:
         ``'easy'``: 1–4 large (20–44 px at 128) high-contrast, non-overlapping digits, dark on
         a light, mildly textured background, no distractors.
         """
-        if difficulty not in DIFFICULTIES:
-            raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
-        scale = image_size / 128
-        if difficulty == "hard":
-            base = cls()
-        else:
-            base = cls(
-                digits_per_image=(1, 4),
-                digit_size=(20.0, 44.0),
-                max_overlap_iou=0.0,
-                max_covered=0.0,
-                overlap_prob=0.0,
-                distractors_per_image=(0, 0),
-                noise_std=0.02,
-                clutter=0.3,
-                contrast=(0.6, 0.9),
-                invert_prob=0.0,
-            )
-        lo, hi = base.digit_size
-        return replace(base, image_size=image_size, digit_size=(max(4.0, lo * scale), hi * scale))
+        easy = dict(
+            digits_per_image=(1, 4),
+            digit_size=(20.0, 44.0),
+            max_overlap_iou=0.0,
+            max_covered=0.0,
+            overlap_prob=0.0,
+            distractors_per_image=(0, 0),
+            noise_std=0.02,
+            clutter=0.3,
+            contrast=(0.6, 0.9),
+            invert_prob=0.0,
+        )
+        return _preset(cls, difficulty, image_size, easy)
 
 
 @dataclass(frozen=True)
@@ -138,36 +153,17 @@ class ClassificationSpec:
     rgb_prob: float = 0.5
 
     def __post_init__(self) -> None:
-        if not isinstance(self.image_size, int) or self.image_size < 8:
-            raise ValueError(f"image_size must be an int >= 8, got {self.image_size!r}")
-        _check_range("digit_size", self.digit_size, 4, self.image_size)
-        _check_range("distractors_per_image", self.distractors_per_image, 0, 1000)
-        _check_range("contrast", self.contrast, 1e-3, 1.0)
-        if not 0.0 <= self.aspect_jitter < 1.0:
-            raise ValueError(f"aspect_jitter must lie in [0, 1), got {self.aspect_jitter!r}")
-        for name in ("invert_prob", "rgb_prob"):
-            _check_unit(name, getattr(self, name))
-        if self.noise_std < 0 or self.clutter < 0:
-            raise ValueError(
-                f"noise_std and clutter must be >= 0, got {self.noise_std!r}, {self.clutter!r}"
-            )
+        _check_shared_fields(self, min_image_size=8)
 
     @classmethod
     def preset(cls, difficulty: str = "hard", image_size: int = 32) -> ClassificationSpec:
         """The ``'hard'`` (default) or ``'easy'`` spec, pixel sizes scaled to ``image_size``."""
-        if difficulty not in DIFFICULTIES:
-            raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
-        scale = image_size / 32
-        if difficulty == "hard":
-            base = cls()
-        else:
-            base = cls(
-                digit_size=(22.0, 30.0),
-                distractors_per_image=(0, 0),
-                noise_std=0.02,
-                clutter=0.3,
-                contrast=(0.6, 0.9),
-                invert_prob=0.0,
-            )
-        lo, hi = base.digit_size
-        return replace(base, image_size=image_size, digit_size=(max(4.0, lo * scale), hi * scale))
+        easy = dict(
+            digit_size=(22.0, 30.0),
+            distractors_per_image=(0, 0),
+            noise_std=0.02,
+            clutter=0.3,
+            contrast=(0.6, 0.9),
+            invert_prob=0.0,
+        )
+        return _preset(cls, difficulty, image_size, easy)

@@ -48,7 +48,7 @@ def _check_train_resume_test(tmp_path: Path, cfg: Path, metric: str, epochs: int
 def test_retinanet_trains_evaluates_resumes_and_tests(tmp_path: Path, digits_root: Path) -> None:
     cfg = write_config(
         tmp_path / "retinanet.py",
-        ["demo/retinanet_student_digits.py"],
+        ["baselines/retinanet_r18-w8_fpn_24e_digits.py"],
         det_data_overrides(digits_root) + short_schedule(epochs=5),
     )
     mAP = _check_train_resume_test(tmp_path, cfg, "coco/bbox_mAP", epochs=5)
@@ -58,7 +58,7 @@ def test_retinanet_trains_evaluates_resumes_and_tests(tmp_path: Path, digits_roo
 def test_classifier_trains_evaluates_resumes_and_tests(tmp_path: Path, digits_root: Path) -> None:
     cfg = write_config(
         tmp_path / "resnet.py",
-        ["demo/resnet_student_digits_cls.py"],
+        ["baselines/resnet18-w8_30e_digits-cls.py"],
         cls_data_overrides(digits_root) + short_schedule(epochs=16),
     )
     top1 = _check_train_resume_test(tmp_path, cfg, "accuracy/top1", epochs=16)

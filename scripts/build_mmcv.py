@@ -190,7 +190,7 @@ def hints(cache: Path, log: Path) -> str:
     return (
         "What to check:\n"
         f"  * the compiler: {cxx} (C++20 needs g++ >= 10 or clang >= 10)\n"
-        f"  * disk: {free_gib:.1f} GiB free under {cache} (the build needs about 2 GiB)\n"
+        f"  * disk: {free_gib:.1f} GiB free under {cache}\n"
         f"  * the full log: {log}\n"
         f"  * to start from scratch instead of resuming: rm -rf {cache / 'build'}"
     )

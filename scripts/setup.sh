@@ -6,7 +6,7 @@
 #
 # mmcv 2.1.0 has no binary wheel on PyPI and its setup.py does not compile against torch 2.14
 # (it hard-codes -std=c++14/17; torch's headers need C++20). We build it from the registry's
-# source archive with the flag patched (scripts/build_mmcv.py: about 17 min on 2 cores, with a
+# source archive with the flag patched (scripts/build_mmcv.py: about 20 min on 2 cores, with a
 # progress line), once, and cache the wheel in $KD_DET_CACHE/wheels (default ~/.cache/kd_det).
 # If $KD_DET_WHEELS names a folder holding a matching mmcv wheel, that wheel is used instead.
 # mmcv is installed only from a finished wheel, so an interrupted build leaves no broken mmcv;
@@ -90,7 +90,7 @@ if ! mmcv_has_ops; then
     if [[ -n "$wheel" ]]; then
       log "using cached mmcv wheel $wheel"
     else
-      log "building mmcv $MMCV_VERSION with ops from source: about 17 minutes on 2 cores"
+      log "building mmcv $MMCV_VERSION with ops from source: about 20 minutes on 2 cores"
       "$VENV/bin/python" "$ROOT/scripts/build_mmcv.py" build "$CACHE/wheels" --jobs "$(nproc)"
       wheel="$(find_mmcv_wheel "$CACHE/wheels")"
       [[ -n "$wheel" ]] || { log "mmcv build produced no wheel"; exit 1; }

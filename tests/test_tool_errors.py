@@ -67,3 +67,12 @@ def test_export_of_a_missing_checkpoint(tmp_path: Path) -> None:
                    tmp_path / "out.pth", fails=True)  # fmt: skip
     line = single_error_line(out)
     assert "checkpoint" in line and "none.pth" in line
+
+
+def test_benchmark_without_data(tmp_path: Path) -> None:
+    root = tmp_path / "digits" / "det"
+    out = run_tool("tools/benchmark.py", DET_DISTILL, "--no-memory", "--cfg-options",
+                   f"train_dataloader.dataset.data_root={root}/", "model.teacher_ckpt=None",
+                   fails=True)  # fmt: skip
+    line = single_error_line(out)
+    assert str(root) in line and "python tools/make_digits.py" in line

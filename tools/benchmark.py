@@ -39,6 +39,7 @@ from kd_det.benchmark import (
     run_memory,
     run_timing,
 )
+from kd_det.cli import MissingInput, check_inputs
 
 MODE_LABELS = {
     "student": "(a) student alone",
@@ -203,7 +204,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(raw)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if not Path(args.config).is_file():
+        raise MissingInput(args.config, "config file", "Configs live under configs/<method>/.")
     cfg = load_config(args.config, args.cfg_options, args.batch_size, args.data_root)
+    check_inputs(cfg, ("train",))  # a missing data set or teacher is one line, not a traceback
     if args.only is not None:
         memory = run_memory(cfg, args.only, args.device, args.memory_steps, args.seed)
         text = json.dumps(asdict(memory))

@@ -61,6 +61,12 @@ def test_figure_and_metrics_from_scalars(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
+def test_threads_must_be_positive(capsys) -> None:
+    with pytest.raises(SystemExit):
+        demo.parse_args(["--threads", "0"])
+    assert "--threads must be at least 1, got 0" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_quick_demo_trains_evaluates_and_exports(tmp_path: Path) -> None:
     out = run_tool("tools/demo.py", "--quick", "--data", tmp_path / "data",

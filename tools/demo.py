@@ -240,7 +240,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--seed", type=int, default=0, help="seed of every model (default 0; the data stay fixed)"
     )
     parser.add_argument("--threads", type=int, default=2, help="CPU threads in all (default 2)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -253,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out or f"work_dirs/demo{suffix}")
     if not out.is_absolute():
         out = REPO / out
-    both, one = max(1, args.threads), max(1, args.threads // 2)
+    both, one = args.threads, max(1, args.threads // 2)
     start = time.monotonic()
     print(
         f"kd_det demo ({size}): RetinaNet teacher ({teacher_epochs} epochs) and students "

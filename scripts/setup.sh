@@ -2,7 +2,8 @@
 # Set up kd_det's project-local environment in .venv/ (idempotent).
 #
 #   torch 2.14.1 / torchvision 0.29.1, mmengine 0.10.7, mmcv 2.1.0 with compiled ops,
-#   mmdet 3.3.0, mmpretrain 1.2.0, pycocotools 2.0.11, scikit-learn, pytest, ruff, kd_det (editable).
+#   mmdet 3.3.0, mmpretrain 1.2.0, pycocotools 2.0.11, scikit-learn, captum 0.9.0
+#   (Grad-CAM for tools/analysis/what_distilled.py), pytest, ruff, kd_det (editable).
 #
 # mmcv 2.1.0 has no binary wheel on PyPI and its setup.py does not compile against torch 2.14
 # (it hard-codes -std=c++14/17; torch's headers need C++20). We build it from the registry's
@@ -26,7 +27,7 @@ TORCH_PKGS=(torch==2.14.1 torchvision==0.29.1)
 BUILD_PKGS=("setuptools>=70,<81" wheel ninja)
 MMCV_VERSION=2.1.0
 STACK_PKGS=(mmengine==0.10.7 mmdet==3.3.0 mmpretrain==1.2.0 pycocotools==2.0.11
-            scikit-learn scipy matplotlib pytest ruff)
+            scikit-learn scipy matplotlib captum==0.9.0 pytest ruff)
 
 log() { printf '[setup %(%H:%M:%S)T] %s\n' -1 "$*"; }
 

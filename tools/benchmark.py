@@ -1,8 +1,8 @@
 """Per-iteration time and peak memory of distillation against its lower bound.
 
-    python tools/benchmark.py CONFIG [--device cpu|cuda] [--iters 20] [--warmup 5]
-                              [--batch-size N] [--data-root DIR] [--cfg-options k=v ...]
-                              [--json OUT] [--threads N] [--no-memory]
+    python tools/benchmark.py CONFIG [--device cpu|cuda] [--teacher-dtype fp32|bf16|fp16]
+                              [--iters 20] [--warmup 5] [--batch-size N] [--data-root DIR]
+                              [--cfg-options k=v ...] [--json OUT] [--threads N] [--no-memory]
 
 Times three modes side by side in one process, interleaved round by round on the same
 preprocessed batches (see :mod:`kd_det.benchmark`): (a) the student trained alone, (b) the
@@ -78,6 +78,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--threads", type=int, help="torch CPU threads (default: torch's own choice)"
+    )
+    parser.add_argument(
+        "--teacher-dtype",
+        choices=("fp32", "bf16", "fp16"),
+        help="run the teacher in this precision (the distiller's teacher_dtype; default: the "
+        "config's, fp32 unless it sets one)",
     )
     parser.add_argument("--seed", type=int, default=0, help="torch seed for the weights")
     parser.add_argument(
@@ -207,6 +213,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not Path(args.config).is_file():
         raise MissingInput(args.config, "config file", "Configs live under configs/<method>/.")
     cfg = load_config(args.config, args.cfg_options, args.batch_size, args.data_root)
+    if args.teacher_dtype is not None:
+        if "teacher" not in cfg.model:
+            raise SystemExit(
+                f"--teacher-dtype: the model of {args.config} ({cfg.model.get('type')}) has no "
+                "teacher; it applies to a teacher-student distiller"
+            )
+        cfg.model.teacher_dtype = args.teacher_dtype
+        print(f"teacher dtype: {args.teacher_dtype} (--teacher-dtype)", flush=True)
     check_inputs(cfg, ("train",))  # a missing data set or teacher is one line, not a traceback
     if args.only is not None:
         memory = run_memory(cfg, args.only, args.device, args.memory_steps, args.seed)

@@ -18,9 +18,17 @@ Importing kd_det (``custom_imports=dict(imports=['kd_det'])`` or any kd_det tool
   fail. Without CUDA the process group is initialised without ``set_device`` (``nccl``, which
   needs GPUs, becomes ``gloo``) and DDP wraps CPU models with ``device_ids=None``; with CUDA
   mmengine's own code runs unchanged.
-* **Checkpoints are never half-written.** The Runner's ``save_checkpoint`` writes a local file
-  to a temporary name beside it, syncs it and renames it over the target, so a crash or a full
-  disk leaves the previous checkpoint intact.
+  DDP's ``train_step`` defers to the wrapped model's ``wrapped_train_step`` when it has one
+  (kd_det's distillers: their step may skip an update whose loss is NaN/inf).
+* **Checkpoints are never half-written, and a killed run resumes.** The Runner's
+  ``save_checkpoint`` writes a local file to a temporary name beside it, syncs it and renames it
+  over the target, so a crash, a ``SIGKILL`` or a full disk leaves the previous checkpoint
+  intact (a temporary file a killed process left is removed when that name is saved again).
+  ``CheckpointHook`` saves the new checkpoint *before* it deletes the one ``max_keep_ckpts``
+  retires (mmengine deletes first: a kill in between left no checkpoint to resume from) and
+  writes ``last_checkpoint`` atomically; ``--resume`` without a path (``find_latest_checkpoint``)
+  falls back to the newest ``*.pth`` in the work dir when ``last_checkpoint`` is missing, empty
+  or names a file that is gone.
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ import numpy as np
 import torch
 import torch.distributed as torch_dist
 from mmengine.device import is_mlu_available, is_musa_available, is_npu_available
+from mmengine.dist import is_main_process
+from mmengine.hooks import CheckpointHook
 from mmengine.logging import HistoryBuffer, print_log
 from mmengine.model.wrappers import MMDistributedDataParallel
 from mmengine.runner.checkpoint import CheckpointLoader
@@ -321,14 +331,32 @@ def _mmddp_init_cpu_aware(
     _mmddp_init(self, module, detect_anomalous_params=detect_anomalous_params, **kwargs)
 
 
+_mmddp_train_step = _original(MMDistributedDataParallel.train_step)
+
+
+def _mmddp_train_step_delegating(
+    self: MMDistributedDataParallel, data: Any, optim_wrapper: Any
+) -> dict[str, torch.Tensor]:
+    """``MMDistributedDataParallel.train_step``, or the wrapped model's
+    ``wrapped_train_step(ddp, data, optim_wrapper)`` when it defines one (kd_det's distillers
+    do: their step may skip the update of an iteration whose loss is NaN/inf, which under DDP
+    needs the wrapper, and releases the recorded features)."""
+    step = getattr(self.module, "wrapped_train_step", None)
+    if step is None:
+        return _mmddp_train_step(self, data, optim_wrapper)
+    return step(self, data, optim_wrapper)
+
+
 init_dist_pytorch._kd_det_original = _mmengine_init_dist_pytorch  # type: ignore[attr-defined]
 _mmddp_init_cpu_aware._kd_det_original = _mmddp_init  # type: ignore[attr-defined]
+_mmddp_train_step_delegating._kd_det_original = _mmddp_train_step  # type: ignore[attr-defined]
 
 
 def install_distributed_fixes() -> None:
     """Route mmengine's ``torchrun`` initialisation and its DDP wrapper through the above."""
     mmengine_dist_utils._init_dist_pytorch = init_dist_pytorch
     MMDistributedDataParallel.__init__ = _mmddp_init_cpu_aware  # type: ignore[method-assign]
+    MMDistributedDataParallel.train_step = _mmddp_train_step_delegating  # type: ignore[method-assign]
 
 
 # ------------------------------------------------------------------------------------------
@@ -336,22 +364,53 @@ def install_distributed_fixes() -> None:
 # ------------------------------------------------------------------------------------------
 
 _mmengine_save_checkpoint = _original(mmengine_checkpoint.save_checkpoint)
+_mmengine_find_latest_checkpoint = _original(mmengine_checkpoint.find_latest_checkpoint)
 
 
-def atomic_torch_save(obj: Any, filename: str) -> None:
-    """``torch.save(obj, filename)`` that never leaves a partial ``filename``.
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
-    Writes ``.<name>.tmp<pid>`` in the same folder, flushes it to disk and renames it over
-    ``filename`` (atomic on POSIX and Windows); on any failure the temporary file is removed and
-    an existing ``filename`` is untouched.
-    """
-    path = osp.abspath(filename)
+
+def _remove_stale_temporaries(path: str) -> None:
+    """Remove ``.<name>.tmp<pid>`` files of ``path`` that a killed process left behind (its pid
+    is no longer running, or is this process's own)."""
+    folder, name = osp.split(path)
+    prefix = f".{name}.tmp"
+    with suppress(OSError):
+        for entry in os.listdir(folder):
+            pid = entry[len(prefix) :]
+            stale = entry.startswith(prefix) and pid.isdigit()
+            if stale and (int(pid) == os.getpid() or not _process_alive(int(pid))):
+                with suppress(OSError):
+                    os.unlink(osp.join(folder, entry))
+
+
+def _fsync_folder(folder: str) -> None:
+    with suppress(OSError):  # make a rename durable where the OS allows it
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Call ``write(file)`` on ``.<name>.tmp<pid>`` beside ``path``, sync it and rename it over
+    ``path``; on any failure the temporary file is removed and ``path`` is untouched."""
+    path = osp.abspath(path)
     folder = osp.dirname(path)
     os.makedirs(folder, exist_ok=True)
+    _remove_stale_temporaries(path)
     tmp = osp.join(folder, f".{osp.basename(path)}.tmp{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
+        with open(tmp, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -359,12 +418,18 @@ def atomic_torch_save(obj: Any, filename: str) -> None:
         with suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    with suppress(OSError):  # make the rename itself durable where the OS allows it
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    _fsync_folder(folder)
+
+
+def atomic_torch_save(obj: Any, filename: str) -> None:
+    """``torch.save(obj, filename)`` that never leaves a partial ``filename``.
+
+    Writes ``.<name>.tmp<pid>`` in the same folder, flushes it to disk and renames it over
+    ``filename`` (atomic on POSIX and Windows); on any failure the temporary file is removed and
+    an existing ``filename`` is untouched. A temporary file of the same name left by a process
+    that was killed (``SIGKILL`` cannot be caught) is removed first.
+    """
+    _atomic_write(filename, lambda f: torch.save(obj, f))
 
 
 def save_checkpoint(
@@ -386,10 +451,83 @@ def save_checkpoint(
 save_checkpoint._kd_det_original = _mmengine_save_checkpoint  # type: ignore[attr-defined]
 
 
+def _save_checkpoint_with_step(self: CheckpointHook, runner: Any, step: int, meta: dict) -> None:
+    """mmengine 0.10.7's ``CheckpointHook._save_checkpoint_with_step`` in a crash-safe order:
+    save the new checkpoint, point ``last_checkpoint`` at it (atomically), and only then delete
+    the checkpoint that ``max_keep_ckpts`` retires. (mmengine deletes it first and rewrites
+    ``last_checkpoint`` in place: a kill in between left no checkpoint, or an empty pointer.)"""
+    retired = None
+    if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+        if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+            retired = self.keep_ckpt_ids.popleft()
+        self.keep_ckpt_ids.append(step)
+        runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))
+
+    ckpt_filename = self.filename_tmpl.format(step)
+    self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
+    runner.message_hub.update_info("last_ckpt", self.last_ckpt)
+    runner.save_checkpoint(
+        self.out_dir,
+        ckpt_filename,
+        self.file_client_args,
+        save_optimizer=self.save_optimizer,
+        save_param_scheduler=self.save_param_scheduler,
+        meta=meta,
+        by_epoch=self.by_epoch,
+        backend_args=self.backend_args,
+        **self.args,
+    )
+    if not is_main_process():  # model-parallel strategies save on every rank; rank 0 points
+        return
+    last_ckpt = str(self.last_ckpt)
+    _atomic_write(osp.join(runner.work_dir, "last_checkpoint"), lambda f: f.write(last_ckpt), "w")
+    if retired is not None:
+        path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(retired))
+        if self.file_backend.isfile(path):
+            self.file_backend.remove(path)
+        elif self.file_backend.isdir(path):  # checkpoints saved by deepspeed are folders
+            self.file_backend.rmtree(path)
+
+
+def find_latest_checkpoint(path: str) -> str | None:
+    """The checkpoint ``--resume`` (``resume=True`` without ``load_from``) continues from:
+    what ``<path>/last_checkpoint`` names, as mmengine reads it; if that file is missing or
+    empty, or names a local file that does not exist, the newest ``*.pth`` in ``path`` (by
+    modification time), or ``None`` when there is none."""
+    named = _mmengine_find_latest_checkpoint(path)
+    if named and ("://" in named or osp.isfile(named)):
+        return named
+    candidates = [
+        osp.join(path, entry)
+        for entry in (os.listdir(path) if osp.isdir(path) else [])
+        if entry.endswith(".pth")
+        and not entry.startswith(".")
+        and osp.isfile(osp.join(path, entry))
+    ]
+    newest = max(candidates, key=osp.getmtime, default=None)
+    state = f"names {named!r}, which does not exist" if named else "is missing or empty"
+    print_log(
+        f"{osp.join(path, 'last_checkpoint')} {state}; "
+        + (f"resuming from the newest checkpoint, {newest}" if newest else "no checkpoint found"),
+        logger="current",
+        level=logging.WARNING,
+    )
+    return newest
+
+
+_save_checkpoint_with_step._kd_det_original = _original(  # type: ignore[attr-defined]
+    CheckpointHook._save_checkpoint_with_step
+)
+find_latest_checkpoint._kd_det_original = _mmengine_find_latest_checkpoint  # type: ignore[attr-defined]
+
+
 def install_atomic_save() -> None:
-    """Replace ``save_checkpoint`` where the Runner, CheckpointHook and strategies find it."""
+    """Replace ``save_checkpoint`` where the Runner, CheckpointHook and strategies find it, the
+    hook's checkpoint rotation and the Runner's ``find_latest_checkpoint``."""
     for module in (mmengine_checkpoint, mmengine_runner, mmengine_runner_module):
         module.save_checkpoint = save_checkpoint
+        module.find_latest_checkpoint = find_latest_checkpoint
+    CheckpointHook._save_checkpoint_with_step = _save_checkpoint_with_step  # type: ignore[method-assign]
 
 
 def install() -> None:

@@ -78,13 +78,27 @@ def _tensors(value: object, path: str) -> list[Tensor]:
 Target = tuple[str, Capture]  # (module path, 'output' | 'input')
 
 
+class _RecordHook:
+    """The forward hook of one target: an object rather than a closure, so that a deep copy of
+    the model (an EMA copy, ``copy.deepcopy``) carries hooks that record into the copy of the
+    recorder made by the same deep copy, and the model stays picklable."""
+
+    def __init__(self, recorder: FeatureRecorder, target: Target) -> None:
+        self.recorder = recorder
+        self.target = target
+
+    def __call__(self, module: nn.Module, args: tuple, output: object) -> None:
+        self.recorder._record(self.target, args, output)
+
+
 class FeatureRecorder:
     """Forward hooks on the ``targets`` of ``model`` that record what those modules produce.
 
     Hooks do nothing outside :meth:`recording`, so the model behaves normally otherwise (a
     teacher can still be evaluated). After :meth:`set_stop_after_last`, a stopping recording
     raises :class:`StopForward` right after the event that came last in the previous recording,
-    and :meth:`recording` ends the block quietly. :meth:`remove` takes the hooks off the model;
+    and :meth:`recording` ends the block quietly. What a recording holds stays until the next
+    recording starts or :meth:`clear` drops it. :meth:`remove` takes the hooks off the model;
     used as a context manager (``with FeatureRecorder(model, targets) as rec:``) the recorder
     removes them when the block ends.
 
@@ -112,24 +126,20 @@ class FeatureRecorder:
                 "with resolve_layers first"
             )
         self._handles = [
-            modules[path].register_forward_hook(self._hook((path, capture)))
+            modules[path].register_forward_hook(_RecordHook(self, (path, capture)))
             for path, capture in self.targets
         ]
 
-    def _hook(self, target: Target):
+    def _record(self, target: Target, args: tuple, output: object) -> None:
+        if not self._active:
+            return
         path, capture = target
-
-        def hook(module: nn.Module, args: tuple, output: object) -> None:
-            if not self._active:
-                return
-            value = output if capture == "output" else (args[0] if len(args) == 1 else args)
-            self.records.setdefault(target, []).extend(_tensors(value, path))
-            self.calls[target] = self.calls.get(target, 0) + 1
-            self._last = target
-            if self._stopping and self.stop_after == (target, self.calls[target]):
-                raise StopForward
-
-        return hook
+        value = output if capture == "output" else (args[0] if len(args) == 1 else args)
+        self.records.setdefault(target, []).extend(_tensors(value, path))
+        self.calls[target] = self.calls.get(target, 0) + 1
+        self._last = target
+        if self._stopping and self.stop_after == (target, self.calls[target]):
+            raise StopForward
 
     @contextmanager
     def recording(self, stop: bool = False) -> Iterator[dict[Target, list[Tensor]]]:
@@ -149,6 +159,14 @@ class FeatureRecorder:
         if self._last is None:
             raise RuntimeError("nothing was recorded yet")
         self.stop_after = (self._last, self.calls[self._last])
+
+    def clear(self) -> None:
+        """Drop the recorded tensors (and call counts) so that nothing keeps them alive."""
+        self.records, self.calls, self._last = {}, {}, None
+
+    def counts(self) -> dict[Target, int]:
+        """How many tensors each target recorded in the last recording (0 if it did not run)."""
+        return {t: len(self.records.get(t, ())) for t in self.targets}
 
     def layers(self, targets: Sequence[Target]) -> list[Tensor]:
         """The recorded tensors of ``targets`` in order, calls and tuple elements flattened."""

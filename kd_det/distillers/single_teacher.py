@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
 
 import torch
-from mmengine.logging import print_log
+import torch.distributed as torch_dist
+from mmengine.logging import MessageHub, print_log
 from mmengine.model import BaseModel
+from mmengine.model.utils import detect_anomalous_params
+from mmengine.optim import OptimWrapper
 from torch import Tensor, nn
 
 from kd_det.capture import FeatureRecorder, Target, resolve_layers
@@ -20,6 +25,12 @@ from kd_det.registry import MODELS
 TERM_KEYS = ("student", "teacher", "loss", "mapper", "connector", "align", "capture")
 REQUIRED_KEYS = ("student", "teacher", "loss")
 TEACHER_DTYPES = {None: None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+NONFINITE_MODES = ("raise", "skip")
+#: MessageHub runtime info holding the number of iterations skipped so far (saved in checkpoints,
+#: so a resumed run goes on counting)
+SKIPPED_INFO = "distill.nonfinite_skipped"
+#: the logged scalar (``train/<key>``): 1 for a skipped iteration, 0 otherwise
+SKIPPED_SCALAR = "nonfinite_skipped"
 # the string connectors of the list form, for the message that shows their registry form
 _LEGACY_PROJECTORS = {"identity": None, "linear": "LinearProjector", "mlp": "MLPProjector"}
 _LEGACY_NORMS = {
@@ -71,6 +82,59 @@ def _dict_form(terms: Sequence[Any]) -> str:
     return "distill=dict(\n" + "\n".join(lines) + "\n)"
 
 
+class NonFiniteError(FloatingPointError):
+    """A loss or a recorded feature holds NaN or inf (the distiller's ``nonfinite='raise'``)."""
+
+
+class LayerMismatchError(RuntimeError):
+    """A model recorded other layers in a training step than the construction probe did."""
+
+
+def describe_tensor(t: Tensor) -> str:
+    """Shape, dtype, counts of NaN / +inf / -inf and min, max, mean of the finite values."""
+    x = t.detach().float()
+    finite = torch.isfinite(x)
+    n_finite = int(finite.sum())
+    text = (
+        f"shape {list(t.shape)} {str(t.dtype).removeprefix('torch.')}: "
+        f"{int(torch.isnan(x).sum())} NaN, {int(torch.isposinf(x).sum())} +inf, "
+        f"{int(torch.isneginf(x).sum())} -inf of {x.numel()}"
+    )
+    if n_finite:
+        values = x[finite]
+        text += (
+            f"; finite values min {values.min().item():.4g} max {values.max().item():.4g} "
+            f"mean {values.mean().item():.4g}"
+        )
+    return text
+
+
+def _loss_tensors(losses: Mapping[str, Any]) -> Iterator[tuple[str, Tensor]]:
+    """``(key, tensor)`` of a loss dict whose values are tensors or lists of tensors."""
+    for key, value in losses.items():
+        if isinstance(value, Tensor):
+            yield key, value
+        elif isinstance(value, (list, tuple)):
+            for n, item in enumerate(value):
+                if isinstance(item, Tensor):
+                    yield f"{key}[{n}]", item
+
+
+def _world_size() -> int:
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        return torch_dist.get_world_size()
+    return 1
+
+
+def _any_rank(flag: Tensor) -> Tensor:
+    """``flag`` (a 0-d bool tensor) or-ed over the processes of a distributed run."""
+    if _world_size() == 1:
+        return flag
+    value = flag.to(torch.int32)
+    torch_dist.all_reduce(value, op=torch_dist.ReduceOp.MAX)
+    return value.bool()
+
+
 @MODELS.register_module()
 class SingleTeacherDistiller(BaseModel):
     """Wraps a student (any mmdet detector or mmpretrain classifier) and a frozen teacher.
@@ -97,6 +161,22 @@ class SingleTeacherDistiller(BaseModel):
         teacher_dtype: ``'bf16'``/``'fp16'`` run the teacher under autocast.
         probe_size: ``(H, W)`` of the dummy batch used at construction to check layer shapes.
         predict_with: ``'student'`` (default) or ``'teacher'``.
+        nonfinite: what a training step does when a loss (a distill term's or the student's
+            own) or a recorded feature (student or teacher) holds NaN or inf: ``'raise'``
+            (default) stops with :class:`NonFiniteError` naming the term, the layer, the
+            iteration and min/max/mean of the tensors involved; ``'skip'`` logs the same
+            diagnostic as a warning and skips the iteration (no backward, no optimizer step,
+            the parameters unchanged; with gradient accumulation the gradients gathered so far
+            in the window are dropped too), logging ``nonfinite_skipped`` (1 for a skipped
+            iteration, 0 otherwise) and the running count. Under DDP every process takes the
+            same decision. The check is one sum per recorded tensor and one host sync per step.
+
+    Every training step also checks that the student and the teacher recorded as many tensors
+    per layer as the probe at construction did (the teacher's forward is cut after the last
+    layer the probe saw, so a model that runs differently on real data would otherwise pair the
+    wrong layers), and :meth:`train_step` releases the recorded features once the loss is
+    computed. A deep copy (mmengine's ``EMAHook`` makes one) shares the frozen teacher instead
+    of copying it.
     """
 
     def __init__(
@@ -109,6 +189,7 @@ class SingleTeacherDistiller(BaseModel):
         teacher_dtype: str | None = None,
         probe_size: tuple[int, int] = (128, 128),
         predict_with: str = "student",
+        nonfinite: str = "raise",
         init_cfg: dict | None = None,
         data_preprocessor: dict | None = None,
     ) -> None:
@@ -121,6 +202,11 @@ class SingleTeacherDistiller(BaseModel):
             raise ValueError(f"teacher_dtype must be one of {list(TEACHER_DTYPES)}")
         if predict_with not in ("student", "teacher"):
             raise ValueError("predict_with must be 'student' or 'teacher'")
+        if nonfinite not in NONFINITE_MODES:
+            raise ValueError(
+                f"nonfinite must be one of {list(NONFINITE_MODES)}, got {nonfinite!r}: 'raise' "
+                "stops at a NaN/inf loss or feature, 'skip' skips that iteration and counts it"
+            )
         student_model = build_model(student, "student")
         super().__init__(data_preprocessor=student_model.data_preprocessor, init_cfg=init_cfg)
         self.student = student_model
@@ -133,8 +219,13 @@ class SingleTeacherDistiller(BaseModel):
         teacher_model.requires_grad_(False).eval()
         # Not a registered sub-module: kept out of parameters(), state_dict() and DDP.
         object.__setattr__(self, "teacher", teacher_model)
+        self._owns_teacher = True  # False in deep copies, which share the teacher
         self.teacher_dtype = TEACHER_DTYPES[teacher_dtype]
         self.predict_with = predict_with
+        self.nonfinite = nonfinite
+        self._skip_step = False  # set by loss() when nonfinite='skip' found NaN/inf
+        self._loss_calls = 0
+        self._step_iter: int | None = None  # the Runner's iter during train_step
         self.terms = nn.ModuleDict()
         self._build_terms(self._term_specs(distill), tuple(probe_size))
 
@@ -238,6 +329,11 @@ class SingleTeacherDistiller(BaseModel):
         with self._teacher_recorder.recording():
             self.teacher(inputs, probe_data_samples(self.teacher, 2, *size), mode="tensor")
         self._teacher_recorder.set_stop_after_last()
+        self._probe_size = size
+        self._probe_counts = {
+            "student": self._student_recorder.counts(),
+            "teacher": self._teacher_recorder.counts(),
+        }
 
     # -- mmengine BaseModel API --------------------------------------------------------------
 
@@ -248,16 +344,233 @@ class SingleTeacherDistiller(BaseModel):
         return model(inputs, data_samples, mode=mode)
 
     def loss(self, inputs: Tensor, data_samples: list | None) -> dict[str, Tensor]:
-        """The student's losses plus one ``distill.<name>.loss`` per term."""
-        self.teacher_forward(inputs, data_samples)
-        with self._student_recorder.recording():
-            losses = dict(self.student.loss(inputs, data_samples))
-        for name, term in self.terms.items():
-            s_targets, t_targets = self._targets[name]
-            losses[f"distill.{name}.loss"] = term(
-                self._student_recorder.layers(s_targets), self._teacher_recorder.layers(t_targets)
-            )
+        """The student's losses plus one ``distill.<name>.loss`` per term.
+
+        Checks that both models recorded the layers the probe predicted and that no loss or
+        recorded feature is NaN/inf (see ``nonfinite``). The recorded features stay in the
+        recorders until :meth:`release_features` (which :meth:`train_step` calls) or the next
+        step; on an error they are released at once.
+        """
+        self._loss_calls += 1
+        self._skip_step = False
+        try:
+            self.teacher_forward(inputs, data_samples)
+            with self._student_recorder.recording():
+                losses = dict(self.student.loss(inputs, data_samples))
+            if self.terms:
+                self._check_recorded_layers()
+            for name, term in self.terms.items():
+                s_targets, t_targets = self._targets[name]
+                losses[f"distill.{name}.loss"] = term(
+                    self._student_recorder.layers(s_targets),
+                    self._teacher_recorder.layers(t_targets),
+                )
+            self._check_finite(losses)
+        except BaseException:
+            self.release_features()
+            raise
         return losses
+
+    def release_features(self) -> None:
+        """Drop the student and teacher features recorded by the last step."""
+        self._student_recorder.clear()
+        self._teacher_recorder.clear()
+
+    # -- checks of a training step -----------------------------------------------------------
+
+    def _iteration(self) -> str:
+        """``'iteration N'`` as mmengine's log numbers it (the Runner's ``iter`` + 1) inside
+        :meth:`train_step`, else ``'loss() call N'`` counting this distiller's loss calls."""
+        if self._step_iter is not None:
+            return f"iteration {self._step_iter + 1}"
+        return f"loss() call {self._loss_calls}"
+
+    def _check_recorded_layers(self) -> None:
+        """Raise :class:`LayerMismatchError` if a model recorded another number of tensors for a
+        layer than the construction probe did."""
+        for role, recorder in (
+            ("student", self._student_recorder),
+            ("teacher", self._teacher_recorder),
+        ):
+            expected = self._probe_counts[role]
+            got = recorder.counts()
+            if got == expected:
+                continue
+            target = next(t for t in recorder.targets if got[t] != expected[t])
+            path, capture = target
+            terms = [
+                n
+                for n, (s_t, t_t) in self._targets.items()
+                if target in (s_t if role == "student" else t_t)
+            ]
+            layer = path if capture == "output" else f"{path} (input)"
+            if role == "teacher":
+                stop_path, stop_call = (
+                    self._teacher_recorder.stop_after[0][0],
+                    self._teacher_recorder.stop_after[1],
+                )
+                why = (
+                    f"The teacher's forward is cut after call {stop_call} of {stop_path!r}, the "
+                    "last recorded event of the probe; with these inputs it ran differently "
+                    "(layers in another order or another number of calls), so the features "
+                    "would be paired wrongly. "
+                )
+            else:
+                why = "The student ran differently in training than in the probe. "
+            raise LayerMismatchError(
+                f"distill term {terms[0]!r}: {role} layer {layer!r} recorded {got[target]} "
+                f"tensor(s) at {self._iteration()}, the probe at construction "
+                f"recorded {expected[target]} (one per call and tuple element). "
+                + why
+                + "Name a layer that runs the same way for every input, or set the distiller's "
+                f"probe_size (now {self._probe_size}) to the training image size."
+            )
+
+    def _recorded_tensors(self) -> list[tuple[str, Target, int, Tensor]]:
+        """``(role, target, index, tensor)`` of every recorded feature."""
+        return [
+            (role, target, k, tensor)
+            for role, recorder in (
+                ("student", self._student_recorder),
+                ("teacher", self._teacher_recorder),
+            )
+            for target in recorder.targets
+            for k, tensor in enumerate(recorder.records.get(target, ()))
+        ]
+
+    def _describe_feature(self, role: str, target: Target, index: int) -> str:
+        recorder = self._student_recorder if role == "student" else self._teacher_recorder
+        label = recorder.labels([target])[index]
+        side = 0 if role == "student" else 1
+        terms = [name for name, pair in self._targets.items() if target in pair[side]]
+        return f"{role} layer {label} (term {', '.join(map(repr, terms))})"
+
+    def _check_finite(self, losses: dict[str, Any]) -> None:
+        """Raise or mark the step skipped (``nonfinite``) if a loss or feature is NaN/inf.
+
+        One float32 sum per tensor (NaN/inf anywhere makes the sum non-finite), stacked, one
+        host sync; only when a sum is not finite are the tensors examined one by one (a sum can
+        also overflow with finite values, which is then not reported).
+        """
+        features = self._recorded_tensors()
+        loss_items = list(_loss_tensors(losses))
+        tensors = [f[-1] for f in features] + [t for _, t in loss_items]
+        if not tensors:
+            return
+        sums = torch.stack([t.detach().sum(dtype=torch.float32) for t in tensors])
+        if not bool(_any_rank(~torch.isfinite(sums).all())):
+            return
+        bad_features = [
+            (self._describe_feature(role, target, k), t)
+            for role, target, k, t in features
+            if not bool(torch.isfinite(t).all())
+        ]
+        bad_losses = [(k, t) for k, t in loss_items if not bool(torch.isfinite(t).all())]
+        local = bool(bad_features or bad_losses)
+        if not bool(_any_rank(torch.tensor(local, device=sums.device))):
+            return  # an overflowing sum of finite values
+        message = self._nonfinite_message(bad_features, bad_losses)
+        if self.nonfinite == "raise":
+            raise NonFiniteError(
+                message
+                + " Set the distiller's nonfinite='skip' to skip such iterations instead (each "
+                "is logged and counted), or look for the cause: a learning rate or loss_weight "
+                "too high, an fp16 teacher overflowing (teacher_dtype='bf16' has fp32's range), "
+                "a corrupt teacher checkpoint."
+            )
+        self._skip_step = True
+        hub = MessageHub.get_current_instance()
+        count = int(hub.get_info(SKIPPED_INFO, 0)) + 1
+        hub.update_info(SKIPPED_INFO, count)
+        print_log(
+            message + f" Iteration skipped (nonfinite='skip'): no optimizer step; {count} "
+            f"iteration(s) skipped so far.",
+            logger="current",
+            level=logging.WARNING,
+        )
+
+    def _nonfinite_message(
+        self, bad_features: list[tuple[str, Tensor]], bad_losses: list[tuple[str, Tensor]]
+    ) -> str:
+        where = self._iteration()
+        if _world_size() > 1:
+            where += f", rank {torch_dist.get_rank()}"
+        if not bad_features and not bad_losses:
+            return f"NaN/inf at {where} in another process of the distributed run (its log names them)."
+        lines = [f"NaN/inf at {where}:"]
+        for description, tensor in bad_features:
+            lines.append(f"  {description}: {describe_tensor(tensor)}")
+        for key, tensor in bad_losses:
+            name = (
+                key.removeprefix("distill.").removesuffix(".loss")
+                if key.startswith("distill.")
+                else None
+            )
+            owner = f"distill term {name!r} loss" if name in self.terms else f"student loss {key!r}"
+            lines.append(f"  {owner} = {tensor.detach().float().mean().item()}")
+            if name in self.terms and not bad_features:
+                lines.extend(self._term_inputs(name))
+        return "\n".join(lines)
+
+    def _term_inputs(self, name: str) -> list[str]:
+        """The features and non-finite connector parameters of term ``name``, one per line."""
+        s_targets, t_targets = self._targets[name]
+        lines = []
+        for role, recorder, targets in (
+            ("student", self._student_recorder, s_targets),
+            ("teacher", self._teacher_recorder, t_targets),
+        ):
+            for label, tensor in zip(
+                recorder.labels(targets), recorder.layers(targets), strict=True
+            ):
+                lines.append(f"    {role} layer {label}: {describe_tensor(tensor)}")
+        for pname, param in self.terms[name].named_parameters():
+            if not bool(torch.isfinite(param).all()):
+                lines.append(f"    connector parameter {pname}: {describe_tensor(param)}")
+        return lines
+
+    # -- training step -----------------------------------------------------------------------
+
+    def train_step(
+        self, data: dict | tuple | list, optim_wrapper: OptimWrapper
+    ) -> dict[str, Tensor]:
+        """mmengine's ``BaseModel.train_step`` (preprocess, loss, parse, update) that skips the
+        update of a step with NaN/inf under ``nonfinite='skip'`` and releases the recorded
+        features once the loss is computed."""
+        return self.wrapped_train_step(self, data, optim_wrapper)
+
+    def wrapped_train_step(
+        self, model: nn.Module, data: dict | tuple | list, optim_wrapper: OptimWrapper
+    ) -> dict[str, Tensor]:
+        """The training step of ``model``: this distiller, or the DDP wrapper around it
+        (``MMDistributedDataParallel.train_step`` comes here through :mod:`kd_det.compat`)."""
+        it = MessageHub.get_current_instance().get_info("iter")
+        self._step_iter = None if it is None else int(it)
+        try:
+            with optim_wrapper.optim_context(model):
+                data = self.data_preprocessor(data, True)
+                losses = model._run_forward(data, mode="loss")  # type: ignore[operator]
+        finally:
+            self._step_iter = None
+            self.release_features()  # autograd keeps what backward needs
+        if self._skip_step:
+            self._skip_step = False
+            del losses
+            if model is not self:
+                # DDP's forward left its reducer waiting for a gradient of every parameter: a
+                # zero loss on the parameters themselves (not through the NaN activations) lets
+                # every process finish it, and the zero gradients are dropped below.
+                zero = sum(p.sum() for p in self.parameters() if p.requires_grad)
+                (zero * 0.0).backward()  # type: ignore[union-attr]
+            optim_wrapper.zero_grad()
+            return {SKIPPED_SCALAR: torch.tensor(1.0)}
+        parsed, log_vars = self.parse_losses(losses)  # type: ignore[arg-type]
+        optim_wrapper.update_params(parsed)
+        if getattr(model, "detect_anomalous_params", False):
+            detect_anomalous_params(parsed, model=model)
+        if self.nonfinite == "skip":
+            log_vars[SKIPPED_SCALAR] = torch.tensor(0.0)
+        return log_vars
 
     @torch.no_grad()
     def teacher_forward(self, inputs: Tensor, data_samples: list | None) -> None:
@@ -278,10 +591,26 @@ class SingleTeacherDistiller(BaseModel):
         return self
 
     def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
-        # .to()/.cuda()/.half() reach the teacher although it is not a registered sub-module.
+        # .to()/.cuda()/.half() reach the teacher although it is not a registered sub-module
+        # (not from a deep copy, which shares the teacher with the original).
         super()._apply(fn, recurse)
-        self.teacher._apply(fn, recurse)
+        if self._owns_teacher:
+            self.teacher._apply(fn, recurse)
         return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SingleTeacherDistiller:
+        """A copy of the student, the terms and their connectors that shares the frozen teacher
+        (and its recorder) with this distiller: mmengine's ``EMAHook`` deep-copies the model
+        it averages, and the teacher is neither averaged nor trained. The copy's student
+        records into a recorder of its own; ``.to()`` on the copy leaves the teacher alone."""
+        memo[id(self.teacher)] = self.teacher
+        memo[id(self._teacher_recorder)] = self._teacher_recorder
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = copy.deepcopy(value, memo)
+        new.__dict__["_owns_teacher"] = False
+        return new
 
     def term(self, name: str) -> DistillTerm:
         """The distill term called ``name``."""

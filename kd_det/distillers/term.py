@@ -22,6 +22,14 @@ from kd_det.registry import build_kd_module
 ALIGN_MODES = ("resize", "none")
 
 
+def _parameter_dtype(module: nn.Module) -> torch.dtype:
+    """The floating dtype of ``module``'s parameters; fp32 for a module without any."""
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
 class DistillTerm(nn.Module):
     """Pairs student layer ``i`` with teacher layer ``g(i)`` (the mapper) and sums a loss.
 
@@ -32,7 +40,11 @@ class DistillTerm(nn.Module):
 
     ``align`` resizes a teacher map to the student's spatial size (bilinear) when strides
     differ. The teacher side is a constant target: it is aligned under ``no_grad`` and what the
-    connector returns for it is detached. An omitted connector is the identity. The sum is
+    connector returns for it is detached. An omitted connector is the identity. The term is
+    computed in fp32 outside autocast whatever precision the models ran in (bf16/fp16 features
+    are cast up; a connector whose parameters were cast to half gets its own dtype and its
+    outputs are cast up for the loss), so mixed-precision training cannot hand a connector
+    features of another dtype than its weights. The sum is
     multiplied by ``scale``, which :class:`kd_det.hooks.DistillWeightScheduler` sets per
     iteration.
 
@@ -182,17 +194,25 @@ class DistillTerm(nn.Module):
 
     def forward(self, student_layers: list[Tensor], teacher_layers: list[Tensor]) -> Tensor:
         total: Tensor | None = None
-        for k, (i, j) in enumerate(self._pairs):
-            s = student_layers[i].float()
-            with torch.no_grad():
-                t = teacher_layers[j].float()
-                if t.dim() == 4 and t.shape[2:] != s.shape[2:]:
-                    t = F.interpolate(t, size=s.shape[2:], mode="bilinear", align_corners=False)
-            s, t = self.connectors[k](s, t)
-            value = self.loss(s, t.detach())
-            total = value if total is None else total + value
+        device_type = student_layers[0].device.type if student_layers else "cpu"
+        # Mixed precision (AmpOptimWrapper's autocast, a bf16/fp16 teacher, a student cast to
+        # half) reaches here as bf16/fp16 features. The term runs outside autocast, in fp32:
+        # features are cast to the dtype of the connector's parameters (fp32 unless the model
+        # was cast as a whole) and the loss is computed on fp32 tensors.
+        with torch.autocast(device_type, enabled=False):
+            for k, (i, j) in enumerate(self._pairs):
+                connector = self.connectors[k]
+                dtype = _parameter_dtype(connector)
+                s = student_layers[i].to(dtype)
+                with torch.no_grad():
+                    t = teacher_layers[j].to(dtype)
+                    if t.dim() == 4 and t.shape[2:] != s.shape[2:]:
+                        t = F.interpolate(t, size=s.shape[2:], mode="bilinear", align_corners=False)
+                s, t = connector(s, t)
+                value = self.loss(s.float(), t.detach().float())
+                total = value if total is None else total + value
         if total is None:  # a NoneMapper term: logit-only setups keep the term for logging
-            return student_layers[0].new_zeros(())
+            return student_layers[0].new_zeros((), dtype=torch.float32)
         return total * self.scale
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]

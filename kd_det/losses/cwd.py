@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kd_det.losses.feature import check_pair
-from kd_det.registry import MODELS
+from kd_det.registry import MODELS, check_number
 
 __all__ = ["ChannelWiseDivergence"]
 
@@ -48,15 +47,8 @@ class ChannelWiseDivergence(nn.Module):
 
     def __init__(self, tau: float = 1.0, loss_weight: float = 10.0) -> None:
         super().__init__()
-        if not (math.isfinite(tau) and tau > 0):
-            raise ValueError(f"ChannelWiseDivergence: tau must be a finite number > 0, got {tau}")
-        if not (math.isfinite(loss_weight) and loss_weight >= 0):
-            raise ValueError(
-                f"ChannelWiseDivergence: loss_weight must be a finite number >= 0, got "
-                f"{loss_weight}"
-            )
-        self.tau = float(tau)
-        self.loss_weight = float(loss_weight)
+        self.tau = check_number("ChannelWiseDivergence", "tau", tau, strict=True)
+        self.loss_weight = check_number("ChannelWiseDivergence", "loss_weight", loss_weight)
 
     def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
         """Return ``w · τ² · mean_{b,c} KL(φ(t_bc) ‖ φ(s_bc))``."""

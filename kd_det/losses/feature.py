@@ -16,7 +16,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from kd_det.registry import MODELS
+from kd_det.registry import MODELS, check_number
 
 __all__ = [
     "CorrelationLoss",
@@ -72,12 +72,6 @@ def log_sum_pow(x: Tensor, alpha: float, eps: float, extra: float | None = None)
     return torch.logsumexp(terms, dim=0)
 
 
-def _check_positive(name: str, **values: float) -> None:
-    for key, value in values.items():
-        if not value > 0:
-            raise ValueError(f"{name}: {key} must be > 0, got {value}")
-
-
 @MODELS.register_module()
 class MSEFeatureLoss(nn.Module):
     """Feature imitation (hint) loss of "FitNets: Hints for Thin Deep Nets" (Romero et al., ICLR
@@ -90,7 +84,7 @@ class MSEFeatureLoss(nn.Module):
 
     def __init__(self, loss_weight: float = 1.0) -> None:
         super().__init__()
-        self.loss_weight = float(loss_weight)
+        self.loss_weight = check_number(type(self).__name__, "loss_weight", loss_weight)
 
     def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
         """Return the weighted mean squared difference."""
@@ -120,10 +114,10 @@ class LogSumLoss(nn.Module):
 
     def __init__(self, alpha: float = 4.0, loss_weight: float = 2.0, eps: float = 1e-6) -> None:
         super().__init__()
-        _check_positive(type(self).__name__, alpha=alpha, eps=eps)
-        self.alpha = float(alpha)
-        self.loss_weight = float(loss_weight)
-        self.eps = float(eps)
+        name = type(self).__name__
+        self.alpha = check_number(name, "alpha", alpha, strict=True)
+        self.loss_weight = check_number(name, "loss_weight", loss_weight)
+        self.eps = check_number(name, "eps", eps, strict=True)
 
     def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
         """Return ``w · log Σ |s − t|^α``."""
@@ -144,8 +138,9 @@ class CosineFeatureLoss(nn.Module):
 
     def __init__(self, loss_weight: float = 1.0, eps: float = 1e-6) -> None:
         super().__init__()
-        self.loss_weight = float(loss_weight)
-        self.eps = float(eps)
+        name = type(self).__name__
+        self.loss_weight = check_number(name, "loss_weight", loss_weight)
+        self.eps = check_number(name, "eps", eps, strict=True)
 
     def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
         """Return the weighted mean of ``1 − cos`` over samples."""
@@ -179,10 +174,10 @@ class CorrelationLoss(nn.Module):
 
     def __init__(self, alpha: float = 4.0, loss_weight: float = 2.0, eps: float = 1e-12) -> None:
         super().__init__()
-        _check_positive(type(self).__name__, alpha=alpha, eps=eps)
-        self.alpha = float(alpha)
-        self.loss_weight = float(loss_weight)
-        self.eps = float(eps)
+        name = type(self).__name__
+        self.alpha = check_number(name, "alpha", alpha, strict=True)
+        self.loss_weight = check_number(name, "loss_weight", loss_weight)
+        self.eps = check_number(name, "eps", eps, strict=True)
 
     def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
         """Return ``w · log(Σ_d |c_d − 1|^α + 1e-5)``."""

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kd_det.losses.feature import check_pair, to_samples
-from kd_det.registry import MODELS
+from kd_det.registry import MODELS, check_number
 
 __all__ = ["LogitKDLoss"]
 
@@ -32,10 +32,8 @@ class LogitKDLoss(nn.Module):
 
     def __init__(self, tau: float = 1.0, loss_weight: float = 1.0) -> None:
         super().__init__()
-        if not tau > 0:
-            raise ValueError(f"LogitKDLoss: tau must be > 0, got {tau}")
-        self.tau = float(tau)
-        self.loss_weight = float(loss_weight)
+        self.tau = check_number("LogitKDLoss", "tau", tau, strict=True)
+        self.loss_weight = check_number("LogitKDLoss", "loss_weight", loss_weight)
 
     def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
         """Return the weighted, ``τ²``-scaled mean KL divergence from teacher to student."""

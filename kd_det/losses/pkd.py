@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 from torch import Tensor, nn
 
 from kd_det.losses.feature import check_pair
-from kd_det.registry import MODELS
+from kd_det.registry import MODELS, check_number
 
 __all__ = ["PKDLoss", "channel_standardize"]
 
@@ -63,14 +62,8 @@ class PKDLoss(nn.Module):
 
     def __init__(self, loss_weight: float = 10.0, eps: float = 1e-6) -> None:
         super().__init__()
-        if not (math.isfinite(loss_weight) and loss_weight >= 0):
-            raise ValueError(
-                f"PKDLoss: loss_weight must be a finite number >= 0, got {loss_weight}"
-            )
-        if not (math.isfinite(eps) and eps > 0):
-            raise ValueError(f"PKDLoss: eps must be a finite number > 0, got {eps}")
-        self.loss_weight = float(loss_weight)
-        self.eps = float(eps)
+        self.loss_weight = check_number("PKDLoss", "loss_weight", loss_weight)
+        self.eps = check_number("PKDLoss", "eps", eps, strict=True)
 
     def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
         """Return ``w · MSE(ŝ, t̂) / 2`` of the channel-standardised maps."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import difflib
 from typing import ClassVar
 
 import torch
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kd_det.losses.feature import check_pair
-from kd_det.registry import MODELS
+from kd_det.registry import MODELS, check_number
 
 __all__ = ["NORMALIZE_MODES", "SigmoidKDLoss"]
 
@@ -80,8 +80,7 @@ class SigmoidKDLoss(nn.Module):
         beta: float = 0.0,
     ) -> None:
         super().__init__()
-        if not (math.isfinite(tau) and tau > 0):
-            raise ValueError(f"SigmoidKDLoss: tau must be a finite number > 0, got {tau}")
+        self.tau = check_number("SigmoidKDLoss", "tau", tau, strict=True)
         if chi != 1.0:
             if isinstance(chi, (int, float)) and 0.0 <= chi < 1.0:
                 raise ValueError(
@@ -90,23 +89,21 @@ class SigmoidKDLoss(nn.Module):
                     "which box), which a distill term does not have; use chi=1 and let the "
                     "head's own classification loss carry the labels"
                 )
-            raise ValueError(f"SigmoidKDLoss: chi must be 1 (pure distillation), got {chi}")
-        if not (math.isfinite(loss_weight) and loss_weight >= 0):
-            raise ValueError(
-                f"SigmoidKDLoss: loss_weight must be a finite number >= 0, got {loss_weight}"
-            )
+            raise ValueError(f"SigmoidKDLoss: chi must be 1 (pure distillation), got {chi!r}")
+        self.loss_weight = check_number("SigmoidKDLoss", "loss_weight", loss_weight)
         if normalize not in NORMALIZE_MODES:
+            close = difflib.get_close_matches(str(normalize), NORMALIZE_MODES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(
-                f"SigmoidKDLoss: normalize must be one of {NORMALIZE_MODES}, got {normalize!r}"
+                f"SigmoidKDLoss: normalize must be one of {NORMALIZE_MODES}, got "
+                f"{normalize!r}{hint}"
             )
         # 0 < β < 1 has an infinite slope at q = p, where the gradient would be NaN.
-        if not (math.isfinite(beta) and (beta == 0 or beta >= 1)):
-            raise ValueError(f"SigmoidKDLoss: beta must be 0 (off) or a number >= 1, got {beta}")
-        self.tau = float(tau)
+        self.beta = check_number("SigmoidKDLoss", "beta", beta, valid="0 (off) or a number >= 1")
+        if 0 < beta < 1:
+            raise ValueError(f"SigmoidKDLoss: beta must be 0 (off) or a number >= 1, got {beta!r}")
         self.chi = 1.0
-        self.loss_weight = float(loss_weight)
         self.normalize = normalize
-        self.beta = float(beta)
 
     def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
         """Return ``w · τ² · Σ BCE(σ(s/τ), σ(t/τ)) · |σ(s/τ) − σ(t/τ)|^β / Z``."""

@@ -74,7 +74,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kd_det.registry import MODELS, build_kd_module
+from kd_det.registry import MODELS, build_kd_module, check_number
 
 __all__ = [
     "AffineFreeBN",
@@ -250,6 +250,7 @@ class AffineFreeBN(BaseNorm):
     def __init__(self, channels: int, spatial: bool, eps: float = BN_EPS) -> None:
         super().__init__()
         _check_channels("AffineFreeBN", channels=channels)
+        eps = check_number("AffineFreeBN", "eps", eps, strict=True)
         bn = nn.BatchNorm2d if spatial else nn.BatchNorm1d
         self.bn = bn(channels, eps=eps, affine=False, track_running_stats=False)
 
@@ -273,7 +274,7 @@ class ChannelLayerNorm(BaseNorm):
         super().__init__()
         _check_channels("ChannelLayerNorm", channels=channels)
         self.channels = channels
-        self.eps = eps
+        self.eps = check_number("ChannelLayerNorm", "eps", eps, strict=True)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim == 2:
@@ -296,7 +297,7 @@ class ChannelL2Norm(BaseNorm):
 
     def __init__(self, channels: int | None = None, spatial: bool = True, eps: float = 1e-12):
         super().__init__()
-        self.eps = eps
+        self.eps = check_number("ChannelL2Norm", "eps", eps, strict=True)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.normalize(x, p=2.0, dim=1, eps=self.eps)

@@ -26,7 +26,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from kd_det.registry import MAPPERS, build_kd_module
+from kd_det.registry import MAPPERS, build_kd_module, check_type
 
 __all__ = [
     "AllToOneMapper",
@@ -315,13 +315,8 @@ def build_mapper(cfg: dict[str, Any] | LayerMapper | None) -> LayerMapper:
             f"mapper config {cfg!r} has no 'type'; registered mappers: "
             f"{sorted(MAPPERS.module_dict)}"
         )
-    with MAPPERS.switch_scope_and_registry("kd_det") as registry:
-        known = isinstance(cfg["type"], type) or registry.get(cfg["type"]) is not None
-    if not known:
-        raise ValueError(
-            f"unknown mapper type {cfg['type']!r}; registered mappers: "
-            f"{sorted(MAPPERS.module_dict)}"
-        )
+    if not isinstance(cfg["type"], type):  # "did you mean" and the registered mappers
+        check_type(cfg["type"], MAPPERS, kind="mapper", valid=sorted(MAPPERS.module_dict))
     mapper = build_kd_module(cfg, registry=MAPPERS)
     if not isinstance(mapper, LayerMapper):
         raise ValueError(

@@ -9,8 +9,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
+from mmengine.registry import HOOKS, MODELS, RUNNERS
 from mmengine.runner import Runner
+
+from kd_det.registry import HOOKS as KD_HOOKS
+from kd_det.registry import check_type
 
 DATALOADERS = {
     "train": ("train_dataloader",),
@@ -24,6 +27,13 @@ class MissingInput(SystemExit):
 
     def __init__(self, path: str, what: str, how: str) -> None:
         super().__init__(f"kd_det: {what} {path!r} does not exist. {how}")
+
+
+class BadConfig(SystemExit):
+    """A config names something that does not exist (a registered type): one line naming it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"kd_det: {message}")
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -91,8 +101,10 @@ def check_inputs(cfg: Config, stages: Sequence[str] = ("train", "val")) -> None:
     Checked: each dataset's annotation file and image folder, each evaluator's annotation file,
     ``load_from``, and a distiller's ``teacher_ckpt``. Called by the tools before the Runner is
     built, so a missing file is one line naming it and the command that makes it, not a
-    traceback from deep inside pycocotools or ``torch.load`` after minutes of set-up.
+    traceback from deep inside pycocotools or ``torch.load`` after minutes of set-up. The
+    model's and the custom hooks' types are checked first (:func:`check_types`).
     """
+    check_types(cfg)
     for stage in stages:
         loader_key, *evaluator_key = DATALOADERS[stage]
         loader = cfg.get(loader_key)
@@ -119,6 +131,38 @@ def check_inputs(cfg: Config, stages: Sequence[str] = ("train", "val")) -> None:
                 if ann and not osp.isfile(ann):
                     raise MissingInput(ann, f"{key} annotation file", how_to_make(ann))
     check_checkpoints(cfg)
+
+
+def check_types(cfg: Config) -> None:
+    """Raise :class:`BadConfig` if ``model.type`` or a ``custom_hooks`` type is not registered.
+
+    The Runner would stop at the same place with mmengine's ``KeyError``; this one line adds
+    the closest registered name (kd_det's and every loaded scope's, e.g. ``'kd_det.X'`` for a
+    kd_det hook named without its scope in an mmdet config) and kd_det's hooks.
+    """
+    scope = cfg.get("default_scope")
+    model = cfg.get("model")
+    if isinstance(model, dict) and isinstance(model.get("type"), str):
+        try:
+            check_type(model["type"], MODELS, "model", model.get("_scope_", scope), valid=[])
+        except ValueError as err:
+            raise BadConfig(f"model: {err}") from None
+    hooks = cfg.get("custom_hooks") or []
+    KD_HOOKS.import_from_location()
+    for n, hook in enumerate(hooks if isinstance(hooks, list) else [hooks]):
+        if not isinstance(hook, dict) or not isinstance(hook.get("type"), str):
+            continue
+        try:
+            check_type(
+                hook["type"],
+                HOOKS,
+                "hook",
+                hook.get("_scope_", scope),
+                valid=[f"kd_det.{name}" for name in sorted(KD_HOOKS.module_dict)],
+                valid_label="kd_det's hooks",
+            )
+        except ValueError as err:
+            raise BadConfig(f"custom_hooks[{n}]: {err}") from None
 
 
 def check_checkpoints(cfg: Config) -> None:

@@ -49,8 +49,10 @@ def _load(path: Path) -> Config:
 
 
 def _is_distiller(cfg: Config) -> bool:
+    """A single-teacher distiller config (mutual learning and auto-encoder stages are built by
+    tests/test_mutual.py and tests/test_inherit_explore.py)."""
     model = cfg.get("model")
-    return isinstance(model, dict) and "Distiller" in str(model.get("type", ""))
+    return isinstance(model, dict) and "SingleTeacherDistiller" in str(model.get("type", ""))
 
 
 DISTILLERS = [p for p in ALL if _is_distiller(_parsed(p))]
@@ -114,6 +116,10 @@ def test_distiller_config_builds(path: Path, no_network, monkeypatch) -> None:
     monkeypatch.setattr(BaseModule, "init_weights", lambda self: None)
     cfg = _load(path)
     cfg.model.teacher_ckpt = None
+    for term in (cfg.model.get("distill") or {}).values():  # IE-KD: the auto-encoder's file
+        encoder = ((term or {}).get("connector") or {}).get("teacher_encoder")
+        if encoder is not None:
+            encoder.checkpoint = None
     key = repr((cfg.get("default_scope"), cfg.model.student, cfg.model.teacher))
     with DefaultScope.overwrite_default_scope(cfg.get("default_scope")):
         if key in _BUILT:
@@ -138,7 +144,7 @@ def test_distiller_config_builds(path: Path, no_network, monkeypatch) -> None:
                 widths = (t_layers[j].shape[1], s_layers[i].shape[1])
                 assert tuple(projector.weight.shape[:2]) == widths, (name, i, j)
                 assert any(p is projector.weight for p in model.parameters())
-            else:
+            elif not any(p.requires_grad for p in conn.parameters()):  # no learned mapping
                 assert s_layers[i].shape[1] == t_layers[j].shape[1], (name, i, j)
 
 
@@ -340,7 +346,7 @@ def test_pkd_cwd_digits_config_distils(path: Path, no_network, monkeypatch) -> N
     assert all(x.grad is not None and x.grad.abs().sum() > 0 for x in s_layers)
 
 
-METHOD_DIRS = ["srd", "pkd", "cwd", "fitnet", "kd", "baselines"]
+METHOD_DIRS = ["srd", "pkd", "cwd", "fitnet", "kd", "iekd", "dml", "iedml", "baselines"]
 
 
 @pytest.mark.parametrize("method", METHOD_DIRS)

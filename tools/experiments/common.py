@@ -53,6 +53,7 @@ class Run:
     metric: str
     missing_value: float | None = None
     missing_note: str = ""
+    result_name: str = "result.json"  # runs that share a work dir report into their own file
 
     @property
     def checkpoint(self) -> Path:
@@ -60,7 +61,7 @@ class Run:
 
     @property
     def result_file(self) -> Path:
-        return self.work_dir / "result.json"
+        return self.work_dir / self.result_name
 
     @property
     def name(self) -> str:

@@ -267,6 +267,21 @@ def test_raise_through_the_runner_names_the_iteration(tmp_path: Path) -> None:
         runner.train()
 
 
+def test_skip_outside_train_step_raises() -> None:
+    """Only the distiller's train_step can drop an update; a direct loss() call (a custom loop,
+    a wrapper kd_det does not know) gets the error rather than NaN losses to train on."""
+    model = toy_distiller(dict(feat=FEAT), nonfinite="skip")
+    _poison(model.teacher.blocks[1].weight)
+    with pytest.raises(NonFiniteError, match="this loss\\(\\) was called outside it"):
+        model.loss(torch.randn(2, 3, 16, 16), None)
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    before = [p.detach().clone() for p in model.parameters()]
+    assert model.train_step({"inputs": torch.randn(2, 3, 16, 16)}, optim) == {
+        "nonfinite_skipped": torch.tensor(1.0)
+    }
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
 def test_train_step_releases_the_recorded_features() -> None:
     model = toy_distiller(dict(feat=FEAT, pool=POOL))
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
@@ -454,3 +469,26 @@ def test_ddp_processes_agree_to_skip_or_raise(tmp_path: Path) -> None:
             assert f"rank {rank} iter {it} skipped {skipped}" in log, log[-5000:]
     assert "rank 1 raised: NaN/inf at loss() call 4, rank 1:" in log
     assert "rank 0 raised: NaN/inf at loss() call 4, rank 0 in another process" in log
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_finiteness_check_syncs_once_per_step() -> None:
+    """On CUDA the check reads one flag back per step, however many tensors it covers."""
+    import warnings
+
+    model = toy_distiller(dict(feat=FEAT, pool=POOL)).cuda()
+    losses = model.loss(torch.randn(2, 3, 16, 16, device="cuda"), None)
+    assert len(model._recorded_tensors()) == 4  # blocks.1 and pool of both models
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model._check_finite(losses)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) == 1, [str(w.message) for w in caught]
+    _poison(model.teacher.blocks[1].weight)
+    with pytest.raises(NonFiniteError, match=r"teacher layer blocks\.1 \(term 'feat'\)"):
+        model.loss(torch.randn(2, 3, 16, 16, device="cuda"), None)

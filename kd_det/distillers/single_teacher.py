@@ -226,6 +226,7 @@ class SingleTeacherDistiller(BaseModel):
         self._skip_step = False  # set by loss() when nonfinite='skip' found NaN/inf
         self._loss_calls = 0
         self._step_iter: int | None = None  # the Runner's iter during train_step
+        self._in_train_step = False  # loss() runs inside wrapped_train_step, which can skip
         self.terms = nn.ModuleDict()
         self._build_terms(self._term_specs(distill), tuple(probe_size))
 
@@ -470,13 +471,20 @@ class SingleTeacherDistiller(BaseModel):
         if not bool(_any_rank(torch.tensor(local, device=sums.device))):
             return  # an overflowing sum of finite values
         message = self._nonfinite_message(bad_features, bad_losses)
+        causes = (
+            "a learning rate or loss_weight too high, an fp16 teacher overflowing "
+            "(teacher_dtype='bf16' has fp32's range), a corrupt teacher checkpoint."
+        )
         if self.nonfinite == "raise":
             raise NonFiniteError(
-                message
-                + " Set the distiller's nonfinite='skip' to skip such iterations instead (each "
-                "is logged and counted), or look for the cause: a learning rate or loss_weight "
-                "too high, an fp16 teacher overflowing (teacher_dtype='bf16' has fp32's range), "
-                "a corrupt teacher checkpoint."
+                message + " Set the distiller's nonfinite='skip' to skip such iterations "
+                "instead (each is logged and counted), or look for the cause: " + causes
+            )
+        if not self._in_train_step:  # nothing here could drop the update: never train on it
+            raise NonFiniteError(
+                message + " nonfinite='skip' skips an iteration only in the distiller's "
+                "train_step (mmengine's Runner, also under DDP); this loss() was called outside "
+                "it. Possible causes: " + causes
             )
         self._skip_step = True
         hub = MessageHub.get_current_instance()
@@ -496,7 +504,10 @@ class SingleTeacherDistiller(BaseModel):
         if _world_size() > 1:
             where += f", rank {torch_dist.get_rank()}"
         if not bad_features and not bad_losses:
-            return f"NaN/inf at {where} in another process of the distributed run (its log names them)."
+            return (
+                f"NaN/inf at {where} in another process of the distributed run (its log names "
+                "them)."
+            )
         lines = [f"NaN/inf at {where}:"]
         for description, tensor in bad_features:
             lines.append(f"  {description}: {describe_tensor(tensor)}")
@@ -546,12 +557,13 @@ class SingleTeacherDistiller(BaseModel):
         (``MMDistributedDataParallel.train_step`` comes here through :mod:`kd_det.compat`)."""
         it = MessageHub.get_current_instance().get_info("iter")
         self._step_iter = None if it is None else int(it)
+        self._in_train_step = True
         try:
             with optim_wrapper.optim_context(model):
                 data = self.data_preprocessor(data, True)
                 losses = model._run_forward(data, mode="loss")  # type: ignore[operator]
         finally:
-            self._step_iter = None
+            self._step_iter, self._in_train_step = None, False
             self.release_features()  # autograd keeps what backward needs
         if self._skip_step:
             self._skip_step = False
@@ -594,7 +606,7 @@ class SingleTeacherDistiller(BaseModel):
         # .to()/.cuda()/.half() reach the teacher although it is not a registered sub-module
         # (not from a deep copy, which shares the teacher with the original).
         super()._apply(fn, recurse)
-        if self._owns_teacher:
+        if getattr(self, "_owns_teacher", True):
             self.teacher._apply(fn, recurse)
         return self
 

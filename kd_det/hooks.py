@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import math
+import numbers
 from typing import Any
 
 from mmengine.hooks import Hook
@@ -56,14 +58,34 @@ class DistillWeightScheduler(Hook):
 
     def __init__(self, schedules: dict[str, dict[str, Any]]) -> None:
         for name, sched in schedules.items():
-            unknown = set(sched) - SCHEDULE_KEYS
+            unknown = sorted(set(sched) - SCHEDULE_KEYS)
             if unknown:
+                hints = [
+                    f"{key!r}: did you mean {close[0]!r}?"
+                    for key in unknown
+                    if (close := difflib.get_close_matches(key, sorted(SCHEDULE_KEYS), n=1))
+                ]
                 raise ValueError(
-                    f"schedule of term {name!r}: unknown keys {sorted(unknown)}; "
-                    f"valid: {sorted(SCHEDULE_KEYS)}"
+                    f"schedule of term {name!r}: unknown keys {unknown}"
+                    + (f" ({'; '.join(hints)})" if hints else "")
+                    + f"; valid: {sorted(SCHEDULE_KEYS)}"
                 )
-            if sched.get("decay", "none") not in DECAYS:
-                raise ValueError(f"schedule of term {name!r}: decay must be one of {DECAYS}")
+            for key in ("warmup_iters", "stop_iter", "stop_epoch"):
+                if key not in sched or (sched[key] is None and key != "warmup_iters"):
+                    continue
+                value = sched[key]
+                if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                    valid = "an int >= 0" + ("" if key == "warmup_iters" else " or None")
+                    raise ValueError(
+                        f"schedule of term {name!r}: {key} must be {valid}, got {value!r}"
+                    )
+            decay = sched.get("decay", "none")
+            if decay not in DECAYS:
+                close = difflib.get_close_matches(str(decay), DECAYS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(
+                    f"schedule of term {name!r}: decay must be one of {DECAYS}, got {decay!r}{hint}"
+                )
         self.schedules = schedules
 
     @staticmethod

@@ -199,9 +199,21 @@ class SingleTeacherDistiller(BaseModel):
                 "student model instead of on the distiller"
             )
         if teacher_dtype not in TEACHER_DTYPES:
-            raise ValueError(f"teacher_dtype must be one of {list(TEACHER_DTYPES)}")
+            names = [k for k in TEACHER_DTYPES if k is not None]
+            close = difflib.get_close_matches(str(teacher_dtype), names, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"teacher_dtype must be one of {list(TEACHER_DTYPES)}, got {teacher_dtype!r}{hint}"
+            )
         if predict_with not in ("student", "teacher"):
-            raise ValueError("predict_with must be 'student' or 'teacher'")
+            raise ValueError(f"predict_with must be 'student' or 'teacher', got {predict_with!r}")
+        size_ok = isinstance(probe_size, (tuple, list)) and len(probe_size) == 2
+        if not (size_ok and all(type(v) is int and v > 0 for v in probe_size)):
+            raise ValueError(
+                "probe_size must be (H, W), two positive ints (the size of the dummy batch that "
+                f"checks the layers at construction; the training image size is best), got "
+                f"{probe_size!r}"
+            )
         if nonfinite not in NONFINITE_MODES:
             raise ValueError(
                 f"nonfinite must be one of {list(NONFINITE_MODES)}, got {nonfinite!r}: 'raise' "
@@ -274,6 +286,14 @@ class SingleTeacherDistiller(BaseModel):
                     + (f" ({'; '.join(hints)})" if hints else "")
                     + f"; valid keys: {list(TERM_KEYS)}"
                 )
+            capture = spec.get("capture", "output")
+            if capture not in ("output", "input"):
+                close = difflib.get_close_matches(str(capture), ("output", "input"), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(
+                    f"distill term {name!r}: capture must be 'output' or 'input', got "
+                    f"{capture!r}{hint}"
+                )
             connector = spec.get("connector")
             if isinstance(connector, Mapping) and "type" not in connector:
                 raise ValueError(
@@ -288,9 +308,14 @@ class SingleTeacherDistiller(BaseModel):
         self._targets: dict[str, tuple[list[Target], list[Target]]] = {}
         for name, spec in specs.items():
             capture = spec.get("capture", "output")
+            try:
+                s_paths = resolve_layers(self.student, spec["student"], "student")
+                t_paths = resolve_layers(self.teacher, spec["teacher"], "teacher")
+            except ValueError as err:
+                raise ValueError(f"distill term {name!r}: {err}") from None
             self._targets[name] = (
-                [(p, capture) for p in resolve_layers(self.student, spec["student"], "student")],
-                [(p, capture) for p in resolve_layers(self.teacher, spec["teacher"], "teacher")],
+                [(p, capture) for p in s_paths],
+                [(p, capture) for p in t_paths],
             )
         student_targets = [t for s_t, _ in self._targets.values() for t in s_t]
         teacher_targets = [t for _, t_t in self._targets.values() for t in t_t]
@@ -329,12 +354,37 @@ class SingleTeacherDistiller(BaseModel):
             self.student.train(was_training)
         with self._teacher_recorder.recording():
             self.teacher(inputs, probe_data_samples(self.teacher, 2, *size), mode="tensor")
+        self._check_probe_recorded()
         self._teacher_recorder.set_stop_after_last()
         self._probe_size = size
         self._probe_counts = {
             "student": self._student_recorder.counts(),
             "teacher": self._teacher_recorder.counts(),
         }
+
+    def _check_probe_recorded(self) -> None:
+        """Every layer a term names must have run in the probe's forward pass."""
+        for side, (role, model, recorder) in enumerate(
+            (
+                ("student", self.student, self._student_recorder),
+                ("teacher", self.teacher, self._teacher_recorder),
+            )
+        ):
+            for name, targets in self._targets.items():
+                silent = [
+                    path
+                    for path, capture in targets[side]
+                    if (path, capture) not in recorder.records
+                ]
+                if silent:
+                    raise ValueError(
+                        f"distill term {name!r}: {role} layer(s) {silent} exist in "
+                        f"{type(model).__name__} but did not run in its forward pass "
+                        "(mode='tensor') on the probe batch, so nothing can be recorded from "
+                        "them: a module the forward never calls, or calls as module.forward(x) "
+                        "(which skips hooks; RetinaNet runs bbox_head so), records nothing. Name "
+                        "a module the forward calls, such as one of its sub-modules"
+                    )
 
     # -- mmengine BaseModel API --------------------------------------------------------------
 

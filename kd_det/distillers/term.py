@@ -80,10 +80,15 @@ class DistillTerm(nn.Module):
         self.name = name
         self.scale = 1.0
         if align not in ALIGN_MODES:
-            raise ValueError(f"distill term {name!r}: align must be one of {ALIGN_MODES}")
+            raise ValueError(
+                f"distill term {name!r}: align must be one of {ALIGN_MODES}, got {align!r}"
+            )
         self.align = align
-        self.loss = build_kd_module(loss)
-        mapper_obj = build_mapper(mapper)
+        try:
+            self.loss = build_kd_module(loss)
+            mapper_obj = build_mapper(mapper)
+        except ValueError as err:
+            raise ValueError(f"distill term {name!r}: {err}") from None
         try:
             pairs = mapper_obj(len(student_labels), len(teacher_labels))
         except ValueError as err:
@@ -189,6 +194,11 @@ class DistillTerm(nn.Module):
                 f"{where}: connector {type(conn).__name__} gives the student {tuple(s.shape)} "
                 f"and the teacher {tuple(t.shape)}; the loss needs equal shapes"
             )
+        try:  # the loss's own needs (maps, not vectors ...) on what the connector gives it
+            with torch.no_grad():
+                self.loss(s.float(), t.float())
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
 
     # -- forward -----------------------------------------------------------------------------
 

@@ -13,6 +13,17 @@ and background load touch all of them alike:
   under ``no_grad`` only as far as the deepest layer a term needs) followed by the
   ``student`` step.
 
+A mutual-learning model (:class:`~kd_det.distillers.MutualDistiller`) has four modes instead
+(:data:`MUTUAL_MODES`):
+
+* ``net1`` / ``net2``: one network trained alone — its ``loss`` + ``parse_losses`` + backward +
+  step, with its own optimizer wrapper (the config's settings for that network);
+* ``mutual``: the mutual step minus data preprocessing — both networks' losses and the mutual
+  terms, each network's backward and step by its own optimizer (the config's
+  ``OptimWrapperDict``);
+* ``bound``: its lower bound, each network's own step: the ``net1`` step followed by the
+  ``net2`` step.
+
 All modes share one distiller (its ``student`` is the ``student`` mode's model), so every
 optimizer step of one mode changes the weights the others use next; that is immaterial for
 time and memory, which do not depend on the weights' values.
@@ -46,8 +57,10 @@ from mmengine.runner import Runner
 from torch import nn
 
 from kd_det.apis import build_model_from_cfg
+from kd_det.distillers.optim import NETWORKS, network_optim_wrapper_cfg
 
 MODES = ("student", "distill", "bound")
+MUTUAL_MODES = ("net1", "net2", "mutual", "bound")
 MIB = 1024.0 * 1024.0
 
 Batch = dict[str, Any]
@@ -83,16 +96,31 @@ def load_config(
     return cfg
 
 
+def is_mutual(model: nn.Module) -> bool:
+    """Whether ``model`` trains two networks together (a mutual distiller)."""
+    return hasattr(model, "optim_groups") and all(
+        isinstance(getattr(model, net, None), nn.Module) for net in NETWORKS
+    )
+
+
+def modes_of(model: nn.Module) -> tuple[str, ...]:
+    """The benchmark's modes for ``model``: :data:`MUTUAL_MODES` or :data:`MODES`."""
+    return MUTUAL_MODES if is_mutual(model) else MODES
+
+
 def build_distiller(cfg: Config, device: str | torch.device = "cpu") -> nn.Module:
     """Build ``cfg.model`` (:func:`kd_det.apis.build_model_from_cfg`) on ``device``, in
-    training mode. It must be a distiller with ``student`` and ``teacher_forward``."""
+    training mode. It must be a distiller with ``student`` and ``teacher_forward``, or a
+    mutual distiller with ``net1``, ``net2`` and ``optim_groups``."""
     model = build_model_from_cfg(cfg)
-    if not (
-        hasattr(model, "teacher_forward") and isinstance(getattr(model, "student", None), nn.Module)
-    ):
+    single = hasattr(model, "teacher_forward") and isinstance(
+        getattr(model, "student", None), nn.Module
+    )
+    if not (single or is_mutual(model)):
         raise ValueError(
             f"the config's model is a {type(model).__name__}; the benchmark needs a distiller "
-            "with `student` and `teacher_forward` (e.g. kd_det.SingleTeacherDistiller)"
+            "with `student` and `teacher_forward` (e.g. kd_det.SingleTeacherDistiller) or a "
+            "mutual distiller (kd_det.MutualDistiller)"
         )
     return model.to(device).train()
 
@@ -123,6 +151,8 @@ def preprocessed_batches(distiller: nn.Module, dataloader_cfg: Any, count: int) 
 
 def build_steps(distiller: nn.Module, optim_wrapper_cfg: Any) -> dict[str, Step]:
     """One training-step callable per mode (see the module docstring)."""
+    if is_mutual(distiller):
+        return build_mutual_steps(distiller, optim_wrapper_cfg)
     student: nn.Module = distiller.student
     student_optim: OptimWrapper = build_optim_wrapper(student, copy.deepcopy(optim_wrapper_cfg))
     distill_optim: OptimWrapper = build_optim_wrapper(distiller, copy.deepcopy(optim_wrapper_cfg))
@@ -145,6 +175,41 @@ def build_steps(distiller: nn.Module, optim_wrapper_cfg: Any) -> dict[str, Step]
         student_step(batch)
 
     return dict(student=student_step, distill=distill_step, bound=bound_step)
+
+
+def build_mutual_steps(model: nn.Module, optim_wrapper_cfg: Any) -> dict[str, Step]:
+    """The steps of :data:`MUTUAL_MODES` (see the module docstring)."""
+    alone = {
+        net: build_optim_wrapper(
+            getattr(model, net), network_optim_wrapper_cfg(optim_wrapper_cfg, net)
+        )
+        for net in NETWORKS
+    }
+    together = build_optim_wrapper(model, copy.deepcopy(optim_wrapper_cfg))
+
+    def network_step(net: str) -> Step:
+        network: nn.Module = getattr(model, net)
+
+        def step(batch: Batch) -> None:
+            with alone[net].optim_context(network):
+                losses = network.loss(batch["inputs"], batch["data_samples"])
+            loss, _ = network.parse_losses(losses)
+            alone[net].update_params(loss)
+
+        return step
+
+    steps = {net: network_step(net) for net in NETWORKS}
+
+    def mutual_step(batch: Batch) -> None:
+        with model.optim_context(together):
+            losses = model.loss(batch["inputs"], batch["data_samples"])
+        model.update_params(losses, together)
+
+    def bound_step(batch: Batch) -> None:
+        for net in NETWORKS:
+            steps[net](batch)
+
+    return dict(**steps, mutual=mutual_step, bound=bound_step)
 
 
 # -- timing ----------------------------------------------------------------------------------
@@ -331,9 +396,24 @@ class ModeResult:
 
 
 def ratios_of(medians: dict[str, float]) -> dict[str, float]:
-    """b/a, b/c and c/a of per-mode medians (keys ``student``, ``distill``, ``bound``)."""
+    """b/a, b/c and c/a of per-mode medians (keys ``student``, ``distill``, ``bound``); for
+    the mutual modes, the mutual step over its bound and over each network alone, and the
+    bound over the sum of the two networks' steps (1 up to measurement noise)."""
+    if "mutual" in medians:
+        one, two, mutual, bound = (medians[m] for m in MUTUAL_MODES)
+        return {
+            "mutual/bound": mutual / bound,
+            "mutual/net1": mutual / one,
+            "mutual/net2": mutual / two,
+            "bound/(net1+net2)": bound / (one + two),
+        }
     a, b, c = (medians[m] for m in MODES)
     return {"distill/student": b / a, "distill/bound": b / c, "bound/student": c / a}
+
+
+def key_ratio(ratios: dict[str, float]) -> str:
+    """The ratio a target applies to: the step over its lower bound."""
+    return "mutual/bound" if "mutual/bound" in ratios else "distill/bound"
 
 
 @dataclass
@@ -386,7 +466,9 @@ def run_timing(
     distiller, batches = _setup(cfg, device, warmup + iters, seed)
     steps = build_steps(distiller, cfg.optim_wrapper)
     times = time_interleaved(steps, batches, warmup, iters, device)
-    modes = {m: ModeResult.from_times(m, times.wall_ms[m], times.cpu_ms[m]) for m in MODES}
+    modes = {
+        m: ModeResult.from_times(m, times.wall_ms[m], times.cpu_ms[m]) for m in modes_of(distiller)
+    }
     return BenchmarkResult(
         config=config_path,
         device=device,
@@ -403,8 +485,15 @@ def run_memory(
     cfg: Config, mode: str, device: str = "cpu", steps: int = 3, seed: int = 0
 ) -> MemoryResult:
     """Peak memory of ``mode`` alone (:func:`measure_memory`); call it in a fresh process."""
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; valid modes: {list(MODES)}")
+    if mode not in MODES + MUTUAL_MODES:
+        raise ValueError(
+            f"unknown mode {mode!r}; valid modes: {list(dict.fromkeys(MODES + MUTUAL_MODES))}"
+        )
     distiller, batches = _setup(cfg, device, steps, seed)
+    if mode not in modes_of(distiller):
+        raise ValueError(
+            f"mode {mode!r} does not apply to a {type(distiller).__name__}; its modes: "
+            f"{list(modes_of(distiller))}"
+        )
     step = build_steps(distiller, cfg.optim_wrapper)[mode]
     return measure_memory(step, batches, steps, device)

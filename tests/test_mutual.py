@@ -216,6 +216,32 @@ def test_one_optimizer_per_network_steps_only_its_own() -> None:
         model.train_step(dict(inputs=x), wrapper["net1"])
 
 
+def test_the_shared_backward_of_ddp_steps_like_one_backward_per_network() -> None:
+    # under DDP (``model`` the wrapper, here any other module) one backward of both sums, then
+    # each optimizer steps: the same update as each wrapper's own update_params in one process
+    cfg = dict(
+        constructor="kd_det.MutualOptimWrapperConstructor",
+        optimizer=dict(type="SGD", lr=0.1),
+        clip_grad=dict(max_norm=0.5),
+    )
+    x = torch.randn(2, 3, 16, 16)
+    models = [toy_mutual(), toy_mutual()]
+    for model, wrapped in zip(models, (None, torch.nn.Identity()), strict=True):
+        wrapper = build_optim_wrapper(model, cfg)
+        with model.optim_context(wrapper, wrapped):
+            losses = model.loss(x, None)
+        model.update_params(losses, wrapper, wrapped)
+    for (key, a), b in zip(
+        models[0].state_dict().items(), models[1].state_dict().values(), strict=True
+    ):
+        assert torch.allclose(a, b, atol=1e-6), key
+    accumulating = build_optim_wrapper(models[1], dict(cfg, accumulative_counts=2))
+    with pytest.raises(
+        ValueError, match=r"needs plain OptimWrappers without gradient accumulation"
+    ):
+        models[1].update_params(models[1].loss(x, None), accumulating, torch.nn.Identity())
+
+
 def test_network_optimizer_settings_merge_over_the_shared_ones() -> None:
     cfg = dict(
         constructor="kd_det.MutualOptimWrapperConstructor",

@@ -127,6 +127,8 @@ def check_inputs(cfg: Config, stages: Sequence[str] = ("train", "val")) -> None:
         for key in evaluator_key:
             evaluators = cfg.get(key) or []
             for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
+                if isinstance(evaluator, dict) and isinstance(evaluator.get("metric"), dict):
+                    evaluator = evaluator["metric"]  # a wrapper such as kd_det.MutualMetric
                 ann = evaluator.get("ann_file") if isinstance(evaluator, dict) else None
                 if ann and not osp.isfile(ann):
                     raise MissingInput(ann, f"{key} annotation file", how_to_make(ann))

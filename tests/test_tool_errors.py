@@ -76,3 +76,20 @@ def test_benchmark_without_data(tmp_path: Path) -> None:
                    fails=True)  # fmt: skip
     line = single_error_line(out)
     assert str(root) in line and "python tools/make_digits.py" in line
+
+
+def test_missing_annotation_file_of_a_wrapped_metric(digits_root: Path, tmp_path: Path) -> None:
+    """kd_det.MutualMetric wraps the task's metric: its annotation file is checked too."""
+    from mmengine.config import Config
+
+    from kd_det.cli import MissingInput, check_inputs
+
+    cfg = Config.fromfile(CONFIGS / "dml" / "dml_retinanet-w8-w8_fpn_24e_digits.py")
+    root = f"{digits_root}/det/"
+    cfg.merge_from_dict({
+        "train_dataloader.dataset.data_root": root,
+        "val_dataloader.dataset.data_root": root,
+        "val_evaluator.metric.ann_file": f"{tmp_path}/missing.json",
+    })  # fmt: skip
+    with pytest.raises(MissingInput, match="val_evaluator annotation file .*missing.json"):
+        check_inputs(cfg)

@@ -1,8 +1,12 @@
 """Analysis diagnostics: what a distilled student learned from its teacher.
 
-Linear CKA ("Similarity of Neural Network Representations Revisited", arXiv:1905.00414) and the
+Linear CKA ("Similarity of Neural Network Representations Revisited", arXiv:1905.00414), the
 angles between teacher layers seen from the student ("Revisiting Intermediate-Layer Matching in
-Knowledge Distillation: Layer-Selection Strategy Doesn't Matter (Much)", arXiv:2502.04499).
+Knowledge Distillation: Layer-Selection Strategy Doesn't Matter (Much)", arXiv:2502.04499), and
+the what-gets-distilled protocol ("What Knowledge Gets Distilled in Knowledge Distillation?",
+arXiv:2205.16004) in :mod:`kd_det.analysis.what_distilled` — imported on first use of
+``kd_det.analysis.what_distilled``, ``analyse``, ``AnalysisOptions``, ``ModelSpec`` or
+``write_report``, as it loads mmdet, mmpretrain and captum.
 """
 
 from kd_det.analysis.cka import cka_matrix, feature_map_cka, flatten_representation, linear_cka
@@ -15,9 +19,24 @@ from kd_det.analysis.layer_angles import (
     position_cosines,
 )
 
+_WHAT_DISTILLED = ("AnalysisOptions", "ModelSpec", "analyse", "write_report")
+
+
+def __getattr__(name: str):
+    if name == "what_distilled" or name in _WHAT_DISTILLED:
+        import importlib
+
+        module = importlib.import_module("kd_det.analysis.what_distilled")
+        return module if name == "what_distilled" else getattr(module, name)
+    raise AttributeError(f"module 'kd_det.analysis' has no attribute {name!r}")
+
+
 __all__ = [
+    "AnalysisOptions",
+    "ModelSpec",
     "acute_fraction",
     "align_feature_maps",
+    "analyse",
     "cka_matrix",
     "feature_map_angle_matrix",
     "feature_map_cka",
@@ -26,4 +45,5 @@ __all__ = [
     "linear_cka",
     "lstsq_projection",
     "position_cosines",
+    "write_report",
 ]

@@ -101,9 +101,12 @@ def plan(task: Task, args: argparse.Namespace) -> tuple[Run, Run, list[Run]]:
     ae_config, ae_epochs, configs = CONFIGS[task.name]
 
     def run(variant, seed, config, work_dir, ep, extra, milestones=task.milestones, metric=None):
-        loaders = data
+        loaders, evaluators = data, ("val_evaluator.", "test_evaluator.")
         if metric == "recon/l1":  # the auto-encoder's evaluator reads no annotation file
-            loaders = [o for o in data if not o.startswith(("val_evaluator", "test_evaluator"))]
+            loaders = [o for o in data if not o.startswith(evaluators)]
+        elif variant.startswith(MUTUAL):  # kd_det.MutualMetric wraps the task's metric
+            loaders = [o.replace(".", ".metric.", 1) if o.startswith(evaluators) else o
+                       for o in data]  # fmt: skip
         opts = [f"randomness.seed={seed}", *schedule_options(ep, milestones), *loaders, *extra]
         return Run(task.name, variant, seed, config, work_dir, ep, opts, metric or task.metric,
                    task.missing_value, task.missing_note)  # fmt: skip

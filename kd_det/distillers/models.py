@@ -178,6 +178,36 @@ def _other_model_hint(state: Mapping[str, Any], own: Mapping[str, Any]) -> str:
     )
 
 
+def state_dict_problems(
+    own: dict[str, torch.Tensor],
+    state: dict[str, torch.Tensor],
+    shown_mismatches: int = 3,
+    shown_keys: int = 5,
+) -> tuple[list[str], list[str]]:
+    """How ``state`` does not fit a model whose state dict is ``own``: one line per kind of
+    problem (missing keys, unexpected keys, shape mismatches, each with examples), and the shape
+    mismatches themselves."""
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if state[k].shape != own[k].shape
+    )
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys (e.g. {_examples(missing, shown_keys)})")
+    if unexpected:
+        problems.append(
+            f"{len(unexpected)} unexpected keys (e.g. {_examples(unexpected, shown_keys)})"
+        )
+    if mismatched:
+        problems.append(
+            f"{len(mismatched)} shape mismatches (e.g. {_examples(mismatched, shown_mismatches)})"
+        )
+    return problems, mismatched
+
+
 def load_teacher_weights(teacher: nn.Module, path: str, strict: bool = True) -> None:
     """Load ``path`` into ``teacher`` or raise an error saying how it does not fit.
 
@@ -195,20 +225,7 @@ def load_teacher_weights(teacher: nn.Module, path: str, strict: bool = True) -> 
         raise type(err)(f"teacher_ckpt: {err}") from None
     state = _state_dict(checkpoint, path)
     own = teacher.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = sorted(
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in set(own) & set(state)
-        if state[k].shape != own[k].shape
-    )
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys (e.g. {_examples(missing)})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys (e.g. {_examples(unexpected)})")
-    if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatches (e.g. {_examples(mismatched, 3)})")
+    problems, mismatched = state_dict_problems(own, state, shown_mismatches=3)
     if mismatched or (problems and strict):
         hint = _other_model_hint(state, own)
         if not hint and not mismatched:

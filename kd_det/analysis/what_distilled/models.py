@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from kd_det.apis import build_model_from_cfg
 from kd_det.compat import load_local_checkpoint
+from kd_det.distillers.models import state_dict_problems
 from kd_det.export import STUDENT_PREFIX, student_config
 
 __all__ = [
@@ -163,10 +164,6 @@ def num_classes_of(model: nn.Module) -> int | None:
     return None
 
 
-def _examples(items: list[str], n: int = 4) -> str:
-    return ", ".join(items[:n]) + (" …" if len(items) > n else "")
-
-
 def load_weights(model: nn.Module, checkpoint: str | os.PathLike, what: str) -> None:
     """Load ``checkpoint`` into ``model`` exactly, or raise a ``ValueError`` saying how it does
     not fit (missing, unexpected and mis-shaped keys with examples).
@@ -188,20 +185,7 @@ def load_weights(model: nn.Module, checkpoint: str | os.PathLike, what: str) -> 
             k[len(STUDENT_PREFIX) :]: v for k, v in state.items() if k.startswith(STUDENT_PREFIX)
         }
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = sorted(
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in set(own) & set(state)
-        if state[k].shape != own[k].shape
-    )
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys (e.g. {_examples(missing)})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys (e.g. {_examples(unexpected)})")
-    if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatches (e.g. {_examples(mismatched, 2)})")
+    problems, _ = state_dict_problems(own, state, shown_mismatches=2, shown_keys=4)
     if problems:
         raise ValueError(
             f"{what}: checkpoint {path!r} does not fit the {type(model).__name__} of its config "

@@ -14,8 +14,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kd_det.losses._fused import fused_log_sum_pow_diff
 from kd_det.registry import MODELS, check_number
 
 __all__ = [
@@ -77,7 +79,8 @@ class MSEFeatureLoss(nn.Module):
     """Feature imitation (hint) loss of "FitNets: Hints for Thin Deep Nets" (Romero et al., ICLR
     2015, arXiv:1412.6550).
 
-    ``L = w · mean((s − t)²)`` over all elements.
+    ``L = w · mean((s − t)²)`` over all elements, by :func:`torch.nn.functional.mse_loss`
+    (one fused kernel for the gradient ``2 · w · (s − t) / n``).
     """
 
     input_kind: ClassVar[str] = "features"
@@ -89,7 +92,7 @@ class MSEFeatureLoss(nn.Module):
     def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
         """Return the weighted mean squared difference."""
         s, t = check_pair(student, teacher, name=type(self).__name__)
-        return self.loss_weight * (s - t).pow(2).mean()
+        return self.loss_weight * F.mse_loss(s, t)
 
 
 @MODELS.register_module()
@@ -103,6 +106,10 @@ class LogSumLoss(nn.Module):
     for all-zero or tiny differences and for large ``α`` with large differences. Differences
     below ``eps`` count as ``eps`` and receive no gradient. The gradient of ``log Σ`` is
     normalised by ``Σ``, so its scale does not depend on the feature size.
+
+    The value and its gradient ``w · α · sign(d) · |d|^(α−1) / Σ`` (``d = s − t``) are
+    computed together in a few passes over the map, scaled by ``max |d|`` so that no power can
+    overflow (:func:`kd_det.losses._fused.fused_log_sum_pow_diff`).
 
     Args:
         alpha: exponent ``α`` (the paper's best range is 4–5).
@@ -122,7 +129,7 @@ class LogSumLoss(nn.Module):
     def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
         """Return ``w · log Σ |s − t|^α``."""
         s, t = check_pair(student, teacher, name=type(self).__name__)
-        return self.loss_weight * log_sum_pow(s - t, self.alpha, self.eps)
+        return self.loss_weight * fused_log_sum_pow_diff(s, t, self.alpha, self.eps)
 
 
 @MODELS.register_module()

@@ -145,7 +145,7 @@ require_gpu() {
 # earlier call on this machine with the same wheels, or part of this Python's environment)
 install_wheels() {
   local stamp="$SITE/.kd_det-wheels" want
-  want="$(ls "$WHEELS" 2>/dev/null | sha256sum | cut -d' ' -f1)"
+  want="$( (ls "$WHEELS" 2>/dev/null || true) | sha256sum | cut -d' ' -f1)"
   if [[ $DRY -eq 0 ]] && "$PY" -c "import mmengine, mmdet, mmpretrain" 2>/dev/null; then
     [[ ! -f "$stamp" || "$(cat "$stamp")" == "$want" ]] && return 0
   fi

@@ -109,6 +109,7 @@ def test_readme_without_the_markers_is_refused_before_training(tmp_path: Path) -
     assert not (tmp_path / "work").exists(), "nothing may train before the README is checked"
 
 
+@pytest.mark.slow  # eight tool runs, ~65 s on the 2-core CI machine: `make test-slow`
 def test_tiny_sweep_end_to_end_and_resume(tmp_path: Path, digits_root: Path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text(

@@ -451,8 +451,8 @@ def test_class_counts_that_differ(cls_models, data, tmp_path) -> None:
 def test_datasets_without_ground_truth(cls_models, det_models, data, tmp_path) -> None:
     # a classification split read without labels
     no_labels = cls_config(tmp_path / "nolabels.py", data, extra=(
-        "val_dataloader = dict(dataset=dict(type='CustomDataset', ann_file='', with_label=False,"
-        " data_prefix='val'))"))  # fmt: skip
+        "val_dataloader = dict(dataset=dict(type='CustomDataset', data_root=_data_root,"
+        " ann_file='', with_label=False, data_prefix='val'))"))  # fmt: skip
     teacher = ModelSpec(no_labels, cls_models["teacher"].checkpoint, name="teacher")
     with pytest.raises(ValueError, match="has no ground truth: the analysis needs a gt_label"):
         analyse(
@@ -463,7 +463,7 @@ def test_datasets_without_ground_truth(cls_models, det_models, data, tmp_path) -
         )
     # a detection pipeline without LoadAnnotations
     no_boxes = det_config(tmp_path / "noboxes.py", data, extra=(
-        "val_dataloader = dict(dataset=dict(pipeline=[dict(type='LoadImageFromFile'), "
+        "val_dataloader = dict(dataset=dict(data_root=_data_root, pipeline=[dict(type='LoadImageFromFile'), "
         "dict(type='Resize', scale=(128, 128), keep_ratio=True), dict(type='PackDetInputs')]))"))  # fmt: skip
     teacher = ModelSpec(no_boxes, det_models["teacher"].checkpoint, name="teacher")
     with pytest.raises(ValueError, match="has no ground truth: .*gt_instances"):

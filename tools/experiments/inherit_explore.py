@@ -12,6 +12,7 @@ iekd         logit KD + inheritance and exploration, natural split (first / seco
 iekd-random  the same with a seeded random channel split
 dml          two students trained together, each with KL to the other (both reported)
 iedml        DML + the inheritance / exploration split on both networks (both reported)
+iedml-code   the same at the released code's weights (1 / 1) instead of the paper's (50 / 50)
 ============ =========================================================================
 
 The teacher and its auto-encoder (stage 1 of IE-KD) are trained once per task; the teacher,
@@ -60,9 +61,11 @@ LABELS = {
     "dml-net2": "DML, network 2",
     "iedml-net1": "IE-DML, network 1",
     "iedml-net2": "IE-DML, network 2",
+    "iedml-code-net1": "IE-DML at weights 1, network 1",
+    "iedml-code-net2": "IE-DML at weights 1, network 2",
 }
-VARIANTS = ("student", "logitkd", "iekd-inh", "iekd", "iekd-random", "dml", "iedml")
-MUTUAL = ("dml", "iedml")
+VARIANTS = ("student", "logitkd", "iekd-inh", "iekd", "iekd-random", "dml", "iedml", "iedml-code")
+MUTUAL = ("dml", "iedml", "iedml-code")
 
 #: task -> (auto-encoder config, its epochs, {variant: config}); student / logitkd from TASKS
 CONFIGS = {
@@ -75,6 +78,7 @@ CONFIGS = {
             "iekd-random": "configs/iekd/iekd-random_resnet18-w32-w8_30e_digits-cls.py",
             "dml": "configs/dml/dml_resnet18-w8-w8_30e_digits-cls.py",
             "iedml": "configs/iedml/iedml_resnet18-w8-w8_30e_digits-cls.py",
+            "iedml-code": "configs/iedml/iedml-code_resnet18-w8-w8_30e_digits-cls.py",
         },
     ),
     "det": (
@@ -86,6 +90,7 @@ CONFIGS = {
             "iekd-random": "configs/iekd/iekd-random_retinanet-w32-w8_fpn_24e_digits.py",
             "dml": "configs/dml/dml_retinanet-w8-w8_fpn_24e_digits.py",
             "iedml": "configs/iedml/iedml_retinanet-w8-w8_fpn_24e_digits.py",
+            "iedml-code": "configs/iedml/iedml-code_retinanet-w8-w8_fpn_24e_digits.py",
         },
     ),
 }

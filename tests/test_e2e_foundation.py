@@ -49,9 +49,9 @@ def test_retinanet_trains_evaluates_resumes_and_tests(tmp_path: Path, digits_roo
     cfg = write_config(
         tmp_path / "retinanet.py",
         ["baselines/retinanet_r18-w8_fpn_24e_digits.py"],
-        det_data_overrides(digits_root) + short_schedule(epochs=5),
+        det_data_overrides(digits_root, batch_size=2) + short_schedule(epochs=3),
     )
-    mAP = _check_train_resume_test(tmp_path, cfg, "coco/bbox_mAP", epochs=5)
+    mAP = _check_train_resume_test(tmp_path, cfg, "coco/bbox_mAP", epochs=3)
     assert 0.0 <= mAP <= 1.0
 
 

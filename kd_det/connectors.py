@@ -189,7 +189,16 @@ class LinearProjector(BaseProjector):
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's / nn.Linear's init
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight) if self.spatial else F.linear(x, self.weight)
+        if not self.spatial:
+            return F.linear(x, self.weight)
+        if x.dim() != 4:
+            return F.conv2d(x, self.weight)  # conv2d's own error (or unbatched input)
+        # the 1x1 conv as one batched matrix product over the positions: F.conv2d's CPU path
+        # for it copies the input (im2col) and loops over the images
+        b, _, h, w = x.shape
+        return torch.matmul(self.weight.flatten(1), x.reshape(b, x.shape[1], h * w)).view(
+            b, -1, h, w
+        )
 
     def extra_repr(self) -> str:
         out_channels, in_channels = self.weight.shape[:2]
@@ -253,9 +262,15 @@ class AffineFreeBN(BaseNorm):
         eps = check_number("AffineFreeBN", "eps", eps, strict=True)
         bn = nn.BatchNorm2d if spatial else nn.BatchNorm1d
         self.bn = bn(channels, eps=eps, affine=False, track_running_stats=False)
+        self._dims = (4,) if spatial else (2, 3)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.bn(x)
+        bn = self.bn
+        if type(bn) in (nn.BatchNorm1d, nn.BatchNorm2d) and x.dim() in self._dims:
+            # what bn(x) computes without running stats, minus nn.BatchNorm's Python overhead
+            # (a SyncBatchNorm swapped in for DDP, or a wrong shape, goes through bn itself)
+            return F.batch_norm(x, None, None, training=True, eps=bn.eps)
+        return bn(x)
 
 
 @MODELS.register_module()
@@ -356,6 +371,9 @@ class ProjectNorm(BaseConnector):
             if norm is None
             else build_part(norm, BaseNorm, "norm", channels=out_channels, spatial=self.spatial)
         )
+        # identity parts are skipped in forward (no module call for nothing)
+        self._identity_projector = type(self.projector) is nn.Identity
+        self._identity_norm = type(self.norm) is nn.Identity
 
     def forward(self, student: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
         ndim = 4 if self.spatial else 2
@@ -369,6 +387,9 @@ class ProjectNorm(BaseConnector):
                     f"ProjectNorm expects {role} features {expected} with C={width}, got shape "
                     f"{tuple(x.shape)}"
                 )
+        if self._identity_norm:
+            student = student if self._identity_projector else self.projector(student)
+            return student, teacher
         with torch.no_grad():
             teacher = self.norm(teacher)
         return self.norm(self.projector(student)), teacher

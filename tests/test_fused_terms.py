@@ -11,8 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
+from kd_det.connectors import AffineFreeBN, LinearProjector, ProjectNorm
 from kd_det.distillers.term import DistillTerm
 from kd_det.losses import LogSumLoss, MSEFeatureLoss, SigmoidKDLoss, _fused
 from kd_det.losses._fused import fused_log_sum_pow_diff, fused_sigmoid_bce_sum
@@ -206,3 +207,51 @@ def test_srd_term_equals_the_composed_form() -> None:
     torch.testing.assert_close(fused[0], reference[0], rtol=1e-5, atol=1e-6)
     for g1, g2 in zip(fused[1], reference[1], strict=True):
         torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-6)
+
+
+# -- connectors -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spatial, shape", [(True, (4, 6, 5, 3)), (False, (7, 6))])
+def test_affine_free_bn_equals_batchnorm(spatial: bool, shape: tuple[int, ...]) -> None:
+    norm = AffineFreeBN(6, spatial)
+    reference = (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(
+        6, eps=1e-4, affine=False, track_running_stats=False
+    )
+    x, _ = maps(*shape, seed=19)
+    assert_same(
+        lambda a, _b: norm(a).pow(2).mul(x).sum(),
+        lambda a, _b: reference(a).pow(2).mul(x).sum(),
+        x,
+        x,
+    )
+    with pytest.raises(ValueError, match="expected 4D input"):
+        AffineFreeBN(6, True)(torch.zeros(2, 6, 3))
+
+
+def test_project_norm_identity_parts_pass_features_through() -> None:
+    conn = ProjectNorm(5, 5, True)
+    s, t = maps(2, 5, 3, 3)
+    out_s, out_t = conn(s, t)
+    assert out_s is s and out_t is t
+    conn = ProjectNorm(5, 7, True, projector=dict(type="LinearProjector"))
+    t7 = torch.randn(2, 7, 3, 3)
+    out_s, out_t = conn(s, t7)
+    torch.testing.assert_close(out_s, F.conv2d(s, conn.projector.weight))
+    assert out_t is t7
+
+
+def test_linear_projector_equals_the_1x1_conv() -> None:
+    proj = LinearProjector(6, 10, True)
+    x = torch.randn(3, 6, 5, 4).contiguous(memory_format=torch.channels_last)
+    leaf = x.detach().clone().requires_grad_(True)
+    out = proj(leaf)
+    ref_leaf = x.detach().clone().requires_grad_(True)
+    weight = proj.weight.detach().clone().requires_grad_(True)
+    ref = F.conv2d(ref_leaf, weight)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(ref)
+    grads = torch.autograd.grad(out, [leaf, proj.weight], g)
+    ref_grads = torch.autograd.grad(ref, [ref_leaf, weight], g)
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

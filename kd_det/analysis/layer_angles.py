@@ -17,13 +17,31 @@ taken as zero (norms are clamped at ``eps``), so that position contributes a cos
 entry of its row and column, diagonal included.
 
 :func:`align_feature_maps` turns CNN feature maps ``[B, C, H, W]`` into ``[N, C]`` position
-matrices (``N = B·H·W``): teacher maps are resized bilinearly to the student's ``H × W`` and, when
-their channel width differs, projected to the student's width by a given module or by a
-least-squares linear fit.
+matrices (``N = B·H·W``): teacher maps are resized bilinearly to the student's ``H × W`` and
+brought to the student's width.
+
+Bringing a teacher state to the student's space. The distiller learns a bias-free adapter
+``W_j`` (``C_t × C_s``) that maps the student to teacher layer ``j``, ``W_j s ≈ t_j``. The teacher
+state as the student sees it is the student state nearest ``s`` that the adapter maps closest to
+``t_j`` (:func:`adapter_targets`)::
+
+    t̃_j = s + W_j⁺ (t_j − W_j s)        so        t̃_j − s = W_j⁺ (t_j − W_j s)
+
+(``W⁺`` the Moore–Penrose pseudo-inverse; ``t̃_j = W_j⁺ t_j`` when ``W_j`` has full column rank).
+``W_j`` is a trained adapter (``adapters=``) or the adapter training converges to on a frozen
+student, fitted in the distiller's direction (``fit='adapter'``, :func:`fit_adapter`).
+
+The older ``fit='lstsq'`` regresses each teacher map onto the student itself
+(``t̃_j = t_j V_j``, ``V_j = argmin ‖t_j V − s‖``): then ``t̃_j − s`` is minus the residual of
+``s`` on ``t_j``, and the residuals of every teacher layer share the part of ``s`` that none of
+them explains, so the angles come out acute by construction (independent random teacher maps
+give almost only acute angles, see :func:`random_direction_cosines` for the unbiased baseline).
+It is kept for comparison only and warns.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -33,14 +51,25 @@ from torch import Tensor, nn
 
 __all__ = [
     "acute_fraction",
+    "adapter_targets",
+    "adapter_weight",
     "align_feature_maps",
     "feature_map_angle_matrix",
+    "fit_adapter",
     "layer_angle_matrix",
     "lstsq_projection",
     "position_cosines",
+    "random_direction_cosines",
 ]
 
 Projection = Callable[[Tensor], Tensor]
+Adapter = Tensor | nn.Module
+FIT_MODES = (None, "adapter", "lstsq")
+LSTSQ_WARNING = (
+    "fit='lstsq' regresses each teacher map onto the student, which makes the angles acute by "
+    "construction (the residuals of the student on different teacher maps share the part of "
+    "the student none of them explains); use adapters= (trained adapters) or fit='adapter'"
+)
 
 
 def _unit_directions(student: Tensor, teachers: Sequence[Tensor] | Tensor, eps: float) -> Tensor:
@@ -157,24 +186,134 @@ def lstsq_projection(source: Tensor, target: Tensor) -> Tensor:
     return sol.to(dtype=source.dtype, device=source.device)
 
 
+def adapter_weight(adapter: Adapter, name: str = "adapter") -> Tensor:
+    """The ``[C_t, C_s]`` matrix of a bias-free student → teacher adapter.
+
+    Accepts a matrix ``[C_t, C_s]``, a 1×1 conv weight ``[C_t, C_s, 1, 1]``, or a module with such
+    a ``weight`` (``kd_det.connectors.LinearProjector``, a bias-free ``nn.Conv2d``/``nn.Linear``;
+    a ``ProjectNorm`` connector through its ``projector``).
+    """
+    if isinstance(adapter, nn.Module):
+        inner = getattr(adapter, "projector", None)
+        if isinstance(inner, nn.Module):
+            adapter = inner
+        if getattr(adapter, "bias", None) is not None:
+            raise ValueError(f"{name}: {type(adapter).__name__} has a bias; adapters are bias-free")
+        weight = getattr(adapter, "weight", None)
+        if not isinstance(weight, Tensor):
+            raise ValueError(
+                f"{name}: {type(adapter).__name__} has no weight tensor; give a [C_t, C_s] matrix, "
+                "a 1x1 conv or a LinearProjector"
+            )
+        adapter = weight
+    if not isinstance(adapter, Tensor):
+        raise ValueError(f"{name} must be a tensor or a module, got {type(adapter).__name__}")
+    w = adapter.detach()
+    if w.dim() == 4 and w.shape[2:] == (1, 1):
+        w = w[:, :, 0, 0]
+    if w.dim() != 2:
+        raise ValueError(
+            f"{name} must be a [C_t, C_s] matrix or a [C_t, C_s, 1, 1] 1x1 conv weight, got "
+            f"shape {tuple(adapter.shape)}"
+        )
+    return w
+
+
+def fit_adapter(student: Tensor, teacher: Tensor) -> Tensor:
+    """The bias-free adapter training converges to on a frozen student.
+
+    ``W = argmin_W Σ_n ‖W s_n − t_n‖²`` — the distiller's MSE through a student → teacher
+    adapter, solved in closed form (:func:`lstsq_projection` of the teacher on the student).
+
+    Args:
+        student: ``[N, C_s]`` student positions.
+        teacher: ``[N, C_t]`` teacher positions (aligned to the student's).
+
+    Returns:
+        ``[C_t, C_s]`` matrix (``W s`` approximates ``t``).
+    """
+    return lstsq_projection(student, teacher).T
+
+
+def adapter_targets(student: Tensor, teacher: Tensor, adapter: Adapter) -> Tensor:
+    """Teacher states in the student's space through a student → teacher adapter ``W``.
+
+    ``t̃ = s + W⁺ (t − W s)``: the state nearest ``s`` that ``W`` maps closest to ``t``, so the
+    direction ``t̃ − s = W⁺ (t − W s)`` is where matching this teacher layer pulls the student
+    (the gradient ``−∇_s ‖W s − t‖² = 2 Wᵀ (t − W s)`` in the metric of ``W``). Computed in
+    float64.
+
+    Args:
+        student: ``[N, C_s]`` student positions.
+        teacher: ``[N, C_t]`` teacher positions.
+        adapter: ``[C_t, C_s]`` matrix or a module holding one (see :func:`adapter_weight`).
+
+    Returns:
+        ``[N, C_s]`` in ``student``'s dtype.
+    """
+    w = adapter_weight(adapter)
+    if student.dim() != 2 or teacher.dim() != 2 or student.shape[0] != teacher.shape[0]:
+        raise ValueError(
+            f"adapter_targets needs [N, C_s] and [N, C_t] with the same N, got "
+            f"{tuple(student.shape)} and {tuple(teacher.shape)}"
+        )
+    if w.shape != (teacher.shape[1], student.shape[1]):
+        raise ValueError(
+            f"the adapter is {tuple(w.shape)}, expected [C_t, C_s] = "
+            f"{(teacher.shape[1], student.shape[1])} (it maps the student to the teacher)"
+        )
+    s = student.detach().double()
+    w64 = w.double().to(s.device)
+    residual = teacher.detach().double().to(s.device) - s @ w64.T
+    out = s + residual @ torch.linalg.pinv(w64).T
+    return out.to(student.dtype)
+
+
+def random_direction_cosines(
+    num_positions: int,
+    num_layers: int,
+    dim: int,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Cosines between independent random directions: the baseline of the diagnostic.
+
+    ``L`` directions per position drawn from an isotropic Gaussian in ``R^dim`` (the student's
+    width): their pairwise cosines are symmetric around 0 with spread ``≈ 1/√dim``, so half the
+    angles are acute whatever the width. Returns ``[N, L, L]`` like :func:`position_cosines`.
+    """
+    for name, value, low in (("num_positions", num_positions, 1), ("num_layers", num_layers, 2),
+                             ("dim", dim, 1)):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(
+                f"random_direction_cosines: {name} must be an int >= {low}, got {value!r}"
+            )
+    d = torch.randn(num_layers, num_positions, dim, generator=generator, dtype=torch.float64)
+    u = d / d.norm(dim=-1, keepdim=True)
+    return torch.einsum("jnd,knd->njk", u, u)
+
+
 def align_feature_maps(
     student: Tensor,
     teachers: Sequence[Tensor],
     projections: Projection | Sequence[Projection | None] | None = None,
-    fit: Literal["lstsq"] | None = None,
+    fit: Literal["adapter", "lstsq"] | None = None,
+    adapters: Sequence[Adapter | None] | None = None,
 ) -> tuple[Tensor, list[Tensor]]:
     """Turn feature maps into aligned ``[N, C]`` position matrices for the angle diagnostic.
 
     Every teacher map ``[B, C_t, H_t, W_t]`` is resized bilinearly (``align_corners=False``) to
     the student's ``H × W``, then brought to the student's width ``C``:
 
+    * ``adapters[j]`` given: a bias-free student → teacher adapter ``W_j`` (``[C_t, C]``, a 1×1
+      conv weight or a module holding one, e.g. the distiller's trained ``LinearProjector``);
+      the teacher becomes ``t̃_j = s + W_j⁺ (t_j − W_j s)`` (:func:`adapter_targets`).
     * ``projections[j]`` given: applied to the resized map; it must map ``[B, C_t, H, W]`` to
-      ``[B, C, H, W]`` (e.g. a 1×1 ``nn.Conv2d`` or a distiller's adapter). One callable applies
-      to every teacher.
-    * otherwise, with ``fit='lstsq'``: a bias-free linear map fitted by least squares from the
-      teacher's positions to the student's (:func:`lstsq_projection`). This is done for every
-      teacher without an explicit projection, also those whose width already matches, so all
-      teachers are treated alike.
+      ``[B, C, H, W]`` (a teacher → student map). One callable applies to every teacher.
+    * otherwise, with ``fit='adapter'``: the adapter training converges to on these positions
+      (:func:`fit_adapter`), then as ``adapters``. Done for every teacher without an explicit
+      adapter or projection, also those whose width already matches.
+    * otherwise, with ``fit='lstsq'`` (biased, kept for comparison; warns): a linear map fitted
+      from the teacher's positions onto the student's (:func:`lstsq_projection`).
     * otherwise the widths must already match (identity).
 
     Positions are flattened over batch and space: ``N = B·H·W``. Runs under ``torch.no_grad``.
@@ -187,9 +326,21 @@ def align_feature_maps(
         raise ValueError(f"student must be a [B, C, H, W] feature map, got {shape}")
     if isinstance(teachers, Tensor) or len(teachers) == 0:
         raise ValueError("teachers must be a non-empty list of [B, C, H, W] feature maps")
-    if fit not in (None, "lstsq"):
-        raise ValueError(f"fit must be None or 'lstsq', got {fit!r}")
+    if fit not in FIT_MODES:
+        raise ValueError(f"fit must be one of {FIT_MODES}, got {fit!r}")
+    if fit == "lstsq":
+        warnings.warn(LSTSQ_WARNING, stacklevel=2)
     num = len(teachers)
+    if adapters is None:
+        per_adapter: list[Adapter | None] = [None] * num
+    elif isinstance(adapters, Tensor) or len(adapters) != num:
+        given = "a tensor" if isinstance(adapters, Tensor) else f"{len(adapters)} entries"
+        raise ValueError(
+            f"adapters has {given} for {num} teacher maps; give a list with one student -> "
+            "teacher adapter per teacher (None where another rule applies)"
+        )
+    else:
+        per_adapter = list(adapters)
     if isinstance(projections, list | tuple | nn.ModuleList):
         per_teacher: list[Projection | None] = list(projections)
         if len(per_teacher) != num:
@@ -207,7 +358,7 @@ def align_feature_maps(
     out: list[Tensor] = []
     with torch.no_grad():
         s_rows = _flatten_positions(student)
-        for j, (t, proj) in enumerate(zip(teachers, per_teacher)):
+        for j, (t, proj, adapter) in enumerate(zip(teachers, per_teacher, per_adapter)):
             if not isinstance(t, Tensor) or t.dim() != 4 or t.shape[0] != batch:
                 shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
                 raise ValueError(
@@ -217,7 +368,17 @@ def align_feature_maps(
             t = t.to(dtype=student.dtype, device=student.device)
             if t.shape[-2:] != student.shape[-2:]:
                 t = F.interpolate(t, size=(height, wid), mode="bilinear", align_corners=False)
-            if proj is not None:
+            if adapter is not None or (proj is None and fit == "adapter"):
+                rows = _flatten_positions(t)
+                if adapter is None:
+                    adapter = fit_adapter(s_rows, rows)
+                try:
+                    out.append(
+                        adapter_targets(s_rows, rows, adapter_weight(adapter, f"adapters[{j}]"))
+                    )
+                except ValueError as err:
+                    raise ValueError(f"teachers[{j}]: {err}") from None
+            elif proj is not None:
                 t = proj(t)
                 if t.shape != student.shape:
                     raise ValueError(
@@ -232,7 +393,9 @@ def align_feature_maps(
                 raise ValueError(
                     f"teachers[{j}] has {t.shape[1]} channels, the student {width}: give "
                     "projections[j] (a module mapping [B, C_t, H, W] to [B, C_s, H, W], e.g. "
-                    "the distiller's adapter or a 1x1 conv) or fit='lstsq' to fit a linear map"
+                    "a 1x1 conv), adapters[j] (the student -> teacher adapter, e.g. the "
+                    "distiller's trained projector) or fit='adapter' (not fit='lstsq', which is "
+                    "biased towards acute angles)"
                 )
             else:
                 out.append(_flatten_positions(t))
@@ -243,13 +406,20 @@ def feature_map_angle_matrix(
     student: Tensor,
     teachers: Sequence[Tensor],
     projections: Projection | Sequence[Projection | None] | None = None,
-    fit: Literal["lstsq"] | None = None,
+    fit: Literal["adapter", "lstsq"] | None = None,
     eps: float = 1e-12,
+    adapters: Sequence[Adapter | None] | None = None,
 ) -> Tensor:
     """:func:`layer_angle_matrix` for feature maps, aligned by :func:`align_feature_maps`.
 
     ``A[j, k] = mean over all B·H·W positions of cos∠(t_j − s, t_k − s)`` with ``t_j`` the
     resized (and projected) teacher map ``j``.
     """
-    s_rows, t_rows = align_feature_maps(student, teachers, projections=projections, fit=fit)
+    if fit == "lstsq":
+        warnings.warn(LSTSQ_WARNING, stacklevel=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            s_rows, t_rows = align_feature_maps(student, teachers, projections, fit, adapters)
+    else:
+        s_rows, t_rows = align_feature_maps(student, teachers, projections, fit, adapters)
     return layer_angle_matrix(s_rows, t_rows, eps=eps)

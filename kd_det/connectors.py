@@ -189,16 +189,9 @@ class LinearProjector(BaseProjector):
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's / nn.Linear's init
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.spatial:
-            return F.linear(x, self.weight)
-        if x.dim() != 4:
-            return F.conv2d(x, self.weight)  # conv2d's own error (or unbatched input)
-        # the 1x1 conv as one batched matrix product over the positions: F.conv2d's CPU path
-        # for it copies the input (im2col) and loops over the images
-        b, _, h, w = x.shape
-        return torch.matmul(self.weight.flatten(1), x.reshape(b, x.shape[1], h * w)).view(
-            b, -1, h, w
-        )
+        # F.conv2d, not a matmul over the positions: measured faster on CPU for both the
+        # digits (32 -> 96) and the COCO (256 -> 256) FPN widths, forward and backward
+        return F.conv2d(x, self.weight) if self.spatial else F.linear(x, self.weight)
 
     def extra_repr(self) -> str:
         out_channels, in_channels = self.weight.shape[:2]

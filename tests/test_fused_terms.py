@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kd_det.connectors import AffineFreeBN, LinearProjector, ProjectNorm
+from kd_det.connectors import AffineFreeBN, ProjectNorm
 from kd_det.distillers.term import DistillTerm
 from kd_det.losses import LogSumLoss, MSEFeatureLoss, SigmoidKDLoss, _fused
 from kd_det.losses._fused import fused_log_sum_pow_diff, fused_sigmoid_bce_sum
@@ -239,19 +239,3 @@ def test_project_norm_identity_parts_pass_features_through() -> None:
     out_s, out_t = conn(s, t7)
     torch.testing.assert_close(out_s, F.conv2d(s, conn.projector.weight))
     assert out_t is t7
-
-
-def test_linear_projector_equals_the_1x1_conv() -> None:
-    proj = LinearProjector(6, 10, True)
-    x = torch.randn(3, 6, 5, 4).contiguous(memory_format=torch.channels_last)
-    leaf = x.detach().clone().requires_grad_(True)
-    out = proj(leaf)
-    ref_leaf = x.detach().clone().requires_grad_(True)
-    weight = proj.weight.detach().clone().requires_grad_(True)
-    ref = F.conv2d(ref_leaf, weight)
-    torch.testing.assert_close(out, ref)
-    g = torch.randn_like(ref)
-    grads = torch.autograd.grad(out, [leaf, proj.weight], g)
-    ref_grads = torch.autograd.grad(ref, [ref_leaf, weight], g)
-    for a, b in zip(grads, ref_grads, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

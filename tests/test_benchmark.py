@@ -26,7 +26,14 @@ from kd_det.benchmark import (
     time_interleaved,
 )
 from tests.conftest import CONFIGS, REPO, run_tool
-from tools.benchmark import MODE_LABELS, format_report, report_dict
+from tools.benchmark import (
+    MODE_LABELS,
+    TermCost,
+    add_shares,
+    format_report,
+    format_terms,
+    report_dict,
+)
 
 DISTILL_CONFIG = CONFIGS / "srd" / "srd_retinanet-w32-w8_fpn_24e_digits.py"
 STUDENT_CONFIG = CONFIGS / "baselines" / "retinanet_r18-w8_fpn_24e_digits.py"
@@ -68,6 +75,24 @@ def test_report_states_the_verdict_on_the_target() -> None:
     assert report_dict(result, 1.05)["within_target"] is True
     assert report_dict(result, 1.02)["within_target"] is False
     assert "memory:" not in format_report(_result({m: 1.0 for m in MODES}))
+
+
+def test_term_shares_by_hand() -> None:
+    # CPU medians: distill 50, bound 40 (the _result helper halves the wall times)
+    result = _result({"student": 40.0, "distill": 100.0, "bound": 80.0})
+    costs = {"fpn": TermCost("fpn", 5, 3.0, 2.0, 5.0), "cls": TermCost("cls", 5, 0.5, 0.5, 1.0)}
+    add_shares(costs, result)
+    assert costs["fpn"].step_share == pytest.approx(0.1)
+    assert costs["fpn"].excess_share == pytest.approx(0.5)
+    assert costs["cls"].excess_share == pytest.approx(0.1)
+    text = format_terms(costs, result)
+    assert "fpn" in text and "10.0%" in text and "50%" in text and "median of 5" in text
+    assert report_dict(result, 1.05, costs)["terms"]["cls"]["total_ms"] == 1.0
+    # no excess: no share of it
+    fast = _result({"student": 40.0, "distill": 80.0, "bound": 90.0})
+    add_shares(costs, fast)
+    assert costs["fpn"].excess_share is None and costs["fpn"].step_share == pytest.approx(0.125)
+    assert format_terms({}, fast) == ""
 
 
 def test_interleaving_rotates_the_order_and_drops_warmup() -> None:
@@ -120,7 +145,7 @@ def test_cli_reports_three_modes_with_consistent_ratios(digits_root: Path, tmp_p
         REPO / "tools" / "benchmark.py", DISTILL_CONFIG,
         "--iters", "3", "--warmup", "1", "--batch-size", "2", "--threads", "1",
         "--memory-steps", "1", "--data-root", f"{digits_root}/det/",
-        "--cfg-options", "model.teacher_ckpt=None", "--json", out,
+        "--cfg-options", "model.teacher_ckpt=None", "--json", out, "--term-reps", "2",
         timeout=300,
     )  # fmt: skip
     result = json.loads(out.read_text())
@@ -149,6 +174,16 @@ def test_cli_reports_three_modes_with_consistent_ratios(digits_root: Path, tmp_p
     assert f"b/c = {ratios['distill/bound']:.3f}" in text
     verdict = "MET" if result["within_target"] else "NOT MET"
     assert f"target b/c <= 1.05: {verdict} " in text
+    # per-term cost: both terms of the SRD config, timed alone
+    terms = result["terms"]
+    assert set(terms) == {"fpn", "cls"}
+    cpu_step = result["modes"]["distill"]["cpu_median_ms"]
+    for name, cost in terms.items():
+        assert cost["reps"] == 2 and cost["forward_ms"] >= 0 and cost["backward_ms"] >= 0
+        assert cost["total_ms"] == pytest.approx(cost["forward_ms"] + cost["backward_ms"])
+        assert cost["step_share"] == pytest.approx(cost["total_ms"] / cpu_step)
+        assert name in text
+    assert "distill term" in text and "of b-c" in text
 
 
 def test_non_distiller_config_is_refused() -> None:

@@ -3,6 +3,7 @@
     python tools/benchmark.py CONFIG [--device cpu|cuda] [--teacher-dtype fp32|bf16|fp16]
                               [--iters 20] [--warmup 5] [--batch-size N] [--data-root DIR]
                               [--cfg-options k=v ...] [--json OUT] [--threads N] [--no-memory]
+                              [--term-reps 10]
 
 Times three modes side by side in one process, interleaved round by round on the same
 preprocessed batches (see :mod:`kd_det.benchmark`): (a) the student trained alone, (b) the
@@ -10,7 +11,10 @@ distillation step, (c) the lower bound (a) + the teacher's forward to the deepes
 Then measures each mode's peak memory in a child process of its own (``--only MODE``;
 the three run concurrently after the timing).
 The report states whether b/c meets ``--target`` (default 1.05: a distillation step at most 5 %
-slower than its lower bound). Example on the digits pair without a trained teacher::
+slower than its lower bound), and what each distill term costs: after the timing, every term's
+forward and backward are timed on its own (``--term-reps`` times, on the features one
+distillation step recorded), in ms and as a share of the distillation step and of its excess
+over the bound. Example on the digits pair without a trained teacher::
 
     python tools/benchmark.py configs/srd/srd_retinanet-w32-w8_fpn_24e_digits.py \\
         --batch-size 8 --cfg-options model.teacher_ckpt=None
@@ -29,23 +33,32 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from mmengine.config import DictAction
+from torch import Tensor, nn
 
 from kd_det.benchmark import (
     MODES,
     MUTUAL_MODES,
     BenchmarkResult,
     MemoryResult,
+    ModeResult,
+    build_distiller,
+    build_steps,
     key_ratio,
     load_config,
+    modes_of,
+    preprocessed_batches,
     run_memory,
-    run_timing,
+    synchronize,
+    time_interleaved,
 )
 from kd_det.cli import MissingInput, check_inputs
 
@@ -66,6 +79,167 @@ MEMORY_KINDS = {
     "cpu_peak_rss": "peak resident set size of the whole process during the steps",
     "cpu_max_rss": "lifetime peak RSS (ru_maxrss), construction included",
 }
+
+
+@dataclass
+class TermCost:
+    """What one distill term costs per step, timed alone on the features of a real step.
+
+    ``forward_ms``/``backward_ms``: medians of the connectors + loss forward and of the
+    backward from the term's loss to the student features and the connector parameters (CPU
+    time of the process on CPU, synchronised wall time on CUDA). ``step_share``: ``total_ms``
+    over the distillation step's median; ``excess_share``: over the step's excess above the
+    bound (b − c), when that is positive.
+    """
+
+    name: str
+    reps: int
+    forward_ms: float
+    backward_ms: float
+    total_ms: float
+    step_share: float | None = None
+    excess_share: float | None = None
+
+
+def _clock(device: str) -> float:
+    """CPU time of the process on CPU (steadier on a shared machine), wall time on CUDA."""
+    synchronize(device)
+    return time.process_time() if torch.device(device).type == "cpu" else time.perf_counter()
+
+
+def measure_terms(
+    distiller: nn.Module, batch: dict[str, Any], reps: int, device: str
+) -> dict[str, TermCost]:
+    """Time every distill term's forward and backward alone, ``reps`` times after one warm-up.
+
+    The terms' inputs are the features one call of ``distiller.loss`` recorded on ``batch``
+    (caught by a forward pre-hook on each term); the student features are detached leaves that
+    require a gradient, so the backward stops there, as the term's share of the step's backward
+    does. The connectors' gradients are dropped after each repetition.
+    """
+    terms: dict[str, nn.Module] = dict(getattr(distiller, "terms", {}) or {})
+    if reps < 1 or not terms:
+        return {}
+    inputs: dict[str, tuple[list[Tensor], list[Tensor]]] = {}
+    handles = [
+        term.register_forward_pre_hook(
+            lambda _m, args, name=name: inputs.__setitem__(name, (args[0], args[1]))
+        )
+        for name, term in terms.items()
+    ]
+    try:
+        with torch.no_grad():
+            distiller.loss(batch["inputs"], batch["data_samples"])
+    finally:
+        for handle in handles:
+            handle.remove()
+        release = getattr(distiller, "release_features", None)
+        if callable(release):
+            release()
+    costs: dict[str, TermCost] = {}
+    for name, term in terms.items():
+        student = [f.detach().requires_grad_(f.is_floating_point()) for f in inputs[name][0]]
+        teacher = [f.detach() for f in inputs[name][1]]
+        forward, backward = [], []
+        for rep in range(reps + 1):
+            start = _clock(device)
+            loss = term(student, teacher)
+            mid = _clock(device)
+            if loss.requires_grad:
+                loss.backward()
+            end = _clock(device)
+            for t in student + list(term.parameters()):
+                t.grad = None
+            if rep:  # the first is a warm-up
+                forward.append((mid - start) * 1e3)
+                backward.append((end - mid) * 1e3)
+        f_ms, b_ms = float(np.median(forward)), float(np.median(backward))
+        costs[name] = TermCost(name, reps, f_ms, b_ms, f_ms + b_ms)
+    return costs
+
+
+def add_shares(costs: dict[str, TermCost], result: BenchmarkResult) -> None:
+    """Fill each cost's share of the distillation step and of its excess over the bound."""
+    modes = result.modes
+    if "distill" not in modes or "bound" not in modes:
+        return
+    use_cpu = torch.device(result.device).type == "cpu" and result.cpu_ratios is not None
+
+    def median(mode: str) -> float:
+        m = modes[mode]
+        return m.cpu_median_ms if use_cpu and m.cpu_median_ms is not None else m.median_ms
+
+    step, excess = median("distill"), median("distill") - median("bound")
+    for cost in costs.values():
+        cost.step_share = cost.total_ms / step if step > 0 else None
+        cost.excess_share = cost.total_ms / excess if excess > 0 else None
+
+
+def format_terms(costs: dict[str, TermCost], result: BenchmarkResult) -> str:
+    """The per-term table: forward, backward, total ms, share of the step and of the excess."""
+    if not costs:
+        return ""
+    cpu = torch.device(result.device).type == "cpu"
+    clock = "CPU ms" if cpu else "ms"
+    head = (
+        f"{'distill term':<24}{'fwd ' + clock:>12}{'bwd ' + clock:>12}{'total':>10}"
+        f"{'of step':>10}{'of b-c':>10}"
+    )
+    lines = ["", head, "-" * len(head)]
+    for c in costs.values():
+        step = f"{100 * c.step_share:.1f}%" if c.step_share is not None else "-"
+        excess = f"{100 * c.excess_share:.0f}%" if c.excess_share is not None else "-"
+        lines.append(
+            f"{c.name:<24}{c.forward_ms:>12.2f}{c.backward_ms:>12.2f}{c.total_ms:>10.2f}"
+            f"{step:>10}{excess:>10}"
+        )
+    reps = next(iter(costs.values())).reps
+    lines.append(
+        f"each term alone, median of {reps} forward + backward runs on the features of one "
+        "distillation step; 'of step' is its share of the step's median"
+        + (" CPU time" if cpu else "")
+        + ", 'of b-c' of the step's excess over the bound (the rest of the excess is the "
+        "gradient of the terms flowing into the student's own backward, the connectors' "
+        "optimizer update, the recording and the checks)"
+    )
+    return "\n".join(lines)
+
+
+def run_timing_with_terms(
+    cfg: Any,
+    config_path: str,
+    device: str = "cpu",
+    warmup: int = 5,
+    iters: int = 20,
+    seed: int = 0,
+    term_reps: int = 10,
+) -> tuple[BenchmarkResult, dict[str, TermCost]]:
+    """:func:`kd_det.benchmark.run_timing` followed, in the same process and on the same
+    distiller, by :func:`measure_terms` (skipped for ``term_reps=0`` and for distillers
+    without ``terms`` of a single teacher)."""
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no CUDA device; use 'cpu'")
+    torch.manual_seed(seed)
+    distiller = build_distiller(cfg, device)
+    batches = preprocessed_batches(distiller, cfg.train_dataloader, warmup + iters)
+    steps = build_steps(distiller, cfg.optim_wrapper)
+    times = time_interleaved(steps, batches, warmup, iters, device)
+    modes = {
+        m: ModeResult.from_times(m, times.wall_ms[m], times.cpu_ms[m]) for m in modes_of(distiller)
+    }
+    result = BenchmarkResult(
+        config=config_path,
+        device=device,
+        batch_size=int(batches[0]["inputs"].shape[0]),
+        warmup=warmup,
+        iters=iters,
+        threads=torch.get_num_threads(),
+        teacher_ckpt=cfg.model.get("teacher_ckpt"),
+        modes=modes,
+    )
+    costs = measure_terms(distiller, batches[0], term_reps, device) if "distill" in modes else {}
+    add_shares(costs, result)
+    return result, costs
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -105,13 +279,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory children")
     parser.add_argument(
+        "--term-reps",
+        type=int,
+        default=10,
+        help="times each distill term's forward and backward are timed alone, after the "
+        "interleaved timing (default 10; 0: no per-term cost)",
+    )
+    parser.add_argument(
         "--only",
         choices=list(dict.fromkeys(MODES + MUTUAL_MODES)),
         help="(internal) measure the memory of one mode and exit",
     )
     args = parser.parse_args(argv)
-    if args.iters < 1 or args.warmup < 0 or args.memory_steps < 1:
-        parser.error("need --iters >= 1, --warmup >= 0 and --memory-steps >= 1")
+    if args.iters < 1 or args.warmup < 0 or args.memory_steps < 1 or args.term_reps < 0:
+        parser.error("need --iters >= 1, --warmup >= 0, --memory-steps >= 1 and --term-reps >= 0")
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be at least 1")
     if not args.target > 0:
@@ -190,10 +371,16 @@ def _ratio_text(r: dict[str, float]) -> str:
     )
 
 
-def report_dict(result: BenchmarkResult, target: float = TARGET_RATIO) -> dict[str, Any]:
-    """The measurement as a JSON-serialisable dict, with the target and whether it is met."""
+def report_dict(
+    result: BenchmarkResult,
+    target: float = TARGET_RATIO,
+    terms: dict[str, TermCost] | None = None,
+) -> dict[str, Any]:
+    """The measurement as a JSON-serialisable dict, with the target, whether it is met and the
+    per-term costs (``terms``, by term name)."""
     out = result.to_dict()
     out.update(target=target, within_target=result.ratios[key_ratio(result.ratios)] <= target)
+    out["terms"] = {name: asdict(cost) for name, cost in (terms or {}).items()}
     return out
 
 
@@ -255,13 +442,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.json:
             Path(args.json).write_text(text)
         return
-    result = run_timing(cfg, args.config, args.device, args.warmup, args.iters, args.seed)
+    result, terms = run_timing_with_terms(
+        cfg, args.config, args.device, args.warmup, args.iters, args.seed, args.term_reps
+    )
     if not args.no_memory:
         for mode, memory in memory_in_children(raw, list(result.modes)).items():
             result.modes[mode].memory = memory
-    print(format_report(result, args.target))
+    print(format_report(result, args.target) + format_terms(terms, result))
     if args.json:
-        Path(args.json).write_text(json.dumps(report_dict(result, args.target), indent=2))
+        Path(args.json).write_text(json.dumps(report_dict(result, args.target, terms), indent=2))
 
 
 if __name__ == "__main__":

@@ -346,7 +346,18 @@ def test_pkd_cwd_digits_config_distils(path: Path, no_network, monkeypatch) -> N
     assert all(x.grad is not None and x.grad.abs().sum() > 0 for x in s_layers)
 
 
-METHOD_DIRS = ["srd", "pkd", "cwd", "fitnet", "kd", "iekd", "dml", "iedml", "baselines"]
+METHOD_DIRS = [
+    "srd",
+    "pkd",
+    "cwd",
+    "fitnet",
+    "kd",
+    "iekd",
+    "dml",
+    "iedml",
+    "layer_selection",
+    "baselines",
+]
 
 
 @pytest.mark.parametrize("method", METHOD_DIRS)

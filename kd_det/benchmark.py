@@ -445,7 +445,8 @@ class BenchmarkResult:
 # -- whole runs ------------------------------------------------------------------------------
 
 
-def _setup(cfg: Config, device: str, num_batches: int, seed: int) -> tuple[nn.Module, list[Batch]]:
+def prepare(cfg: Config, device: str, num_batches: int, seed: int) -> tuple[nn.Module, list[Batch]]:
+    """The distiller of ``cfg`` (weights from ``seed``) and ``num_batches`` preprocessed batches."""
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but torch sees no CUDA device; use 'cpu'")
     torch.manual_seed(seed)
@@ -453,17 +454,16 @@ def _setup(cfg: Config, device: str, num_batches: int, seed: int) -> tuple[nn.Mo
     return distiller, preprocessed_batches(distiller, cfg.train_dataloader, num_batches)
 
 
-def run_timing(
+def time_modes(
+    distiller: nn.Module,
+    batches: list[Batch],
     cfg: Config,
     config_path: str,
-    device: str = "cpu",
-    warmup: int = 5,
-    iters: int = 20,
-    seed: int = 0,
+    device: str,
+    warmup: int,
+    iters: int,
 ) -> BenchmarkResult:
-    """Build the distiller of ``cfg``, take ``warmup + iters`` batches and time the three
-    modes side by side (:func:`time_interleaved`). Memory is left to :func:`run_memory`."""
-    distiller, batches = _setup(cfg, device, warmup + iters, seed)
+    """Time the distiller's modes side by side (:func:`time_interleaved`) on ``batches``."""
     steps = build_steps(distiller, cfg.optim_wrapper)
     times = time_interleaved(steps, batches, warmup, iters, device)
     modes = {
@@ -481,6 +481,20 @@ def run_timing(
     )
 
 
+def run_timing(
+    cfg: Config,
+    config_path: str,
+    device: str = "cpu",
+    warmup: int = 5,
+    iters: int = 20,
+    seed: int = 0,
+) -> BenchmarkResult:
+    """Build the distiller of ``cfg``, take ``warmup + iters`` batches and time the three
+    modes side by side (:func:`time_interleaved`). Memory is left to :func:`run_memory`."""
+    distiller, batches = prepare(cfg, device, warmup + iters, seed)
+    return time_modes(distiller, batches, cfg, config_path, device, warmup, iters)
+
+
 def run_memory(
     cfg: Config, mode: str, device: str = "cpu", steps: int = 3, seed: int = 0
 ) -> MemoryResult:
@@ -489,7 +503,7 @@ def run_memory(
         raise ValueError(
             f"unknown mode {mode!r}; valid modes: {list(dict.fromkeys(MODES + MUTUAL_MODES))}"
         )
-    distiller, batches = _setup(cfg, device, steps, seed)
+    distiller, batches = prepare(cfg, device, steps, seed)
     if mode not in modes_of(distiller):
         raise ValueError(
             f"mode {mode!r} does not apply to a {type(distiller).__name__}; its modes: "

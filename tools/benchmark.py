@@ -49,16 +49,12 @@ from kd_det.benchmark import (
     MUTUAL_MODES,
     BenchmarkResult,
     MemoryResult,
-    ModeResult,
-    build_distiller,
-    build_steps,
     key_ratio,
     load_config,
-    modes_of,
-    preprocessed_batches,
+    prepare,
     run_memory,
     synchronize,
-    time_interleaved,
+    time_modes,
 )
 from kd_det.cli import MissingInput, check_inputs
 
@@ -217,27 +213,11 @@ def run_timing_with_terms(
     """:func:`kd_det.benchmark.run_timing` followed, in the same process and on the same
     distiller, by :func:`measure_terms` (skipped for ``term_reps=0`` and for distillers
     without ``terms`` of a single teacher)."""
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but torch sees no CUDA device; use 'cpu'")
-    torch.manual_seed(seed)
-    distiller = build_distiller(cfg, device)
-    batches = preprocessed_batches(distiller, cfg.train_dataloader, warmup + iters)
-    steps = build_steps(distiller, cfg.optim_wrapper)
-    times = time_interleaved(steps, batches, warmup, iters, device)
-    modes = {
-        m: ModeResult.from_times(m, times.wall_ms[m], times.cpu_ms[m]) for m in modes_of(distiller)
-    }
-    result = BenchmarkResult(
-        config=config_path,
-        device=device,
-        batch_size=int(batches[0]["inputs"].shape[0]),
-        warmup=warmup,
-        iters=iters,
-        threads=torch.get_num_threads(),
-        teacher_ckpt=cfg.model.get("teacher_ckpt"),
-        modes=modes,
+    distiller, batches = prepare(cfg, device, warmup + iters, seed)
+    result = time_modes(distiller, batches, cfg, config_path, device, warmup, iters)
+    costs = (
+        measure_terms(distiller, batches[0], term_reps, device) if "distill" in result.modes else {}
     )
-    costs = measure_terms(distiller, batches[0], term_reps, device) if "distill" in modes else {}
     add_shares(costs, result)
     return result, costs
 

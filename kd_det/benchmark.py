@@ -54,7 +54,7 @@ import torch
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.runner import Runner
-from torch import nn
+from torch import Tensor, nn
 
 from kd_det.apis import build_model_from_cfg
 from kd_det.distillers.optim import NETWORKS, network_optim_wrapper_cfg
@@ -511,3 +511,121 @@ def run_memory(
         )
     step = build_steps(distiller, cfg.optim_wrapper)[mode]
     return measure_memory(step, batches, steps, device)
+
+
+# -- per-term cost ---------------------------------------------------------------------------
+
+
+@dataclass
+class TermCost:
+    """What one distill term costs per step, timed alone on the features of a real step.
+
+    ``forward_ms``/``backward_ms``: medians of the connectors + loss forward and of the
+    backward from the term's loss to the student features and the connector parameters (CPU
+    time of the process on CPU, synchronised wall time on CUDA). ``step_share``: ``total_ms``
+    over the distillation step's median; ``excess_share``: over the step's excess above the
+    bound (b − c), when that is positive.
+    """
+
+    name: str
+    reps: int
+    forward_ms: float
+    backward_ms: float
+    total_ms: float
+    step_share: float | None = None
+    excess_share: float | None = None
+
+
+def _clock(device: str) -> float:
+    """CPU time of the process on CPU (steadier on a shared machine), wall time on CUDA."""
+    synchronize(device)
+    return time.process_time() if torch.device(device).type == "cpu" else time.perf_counter()
+
+
+def measure_terms(
+    distiller: nn.Module, batch: dict[str, Any], reps: int, device: str
+) -> dict[str, TermCost]:
+    """Time every distill term's forward and backward alone, ``reps`` times after one warm-up.
+
+    The terms' inputs are the features one call of ``distiller.loss`` recorded on ``batch``
+    (caught by a forward pre-hook on each term); the student features are detached leaves that
+    require a gradient, so the backward stops there, as the term's share of the step's backward
+    does. The connectors' gradients are dropped after each repetition.
+    """
+    terms: dict[str, nn.Module] = dict(getattr(distiller, "terms", {}) or {})
+    if reps < 1 or not terms:
+        return {}
+    inputs: dict[str, tuple[list[Tensor], list[Tensor]]] = {}
+    handles = [
+        term.register_forward_pre_hook(
+            lambda _m, args, name=name: inputs.__setitem__(name, (args[0], args[1]))
+        )
+        for name, term in terms.items()
+    ]
+    try:
+        with torch.no_grad():
+            distiller.loss(batch["inputs"], batch["data_samples"])
+    finally:
+        for handle in handles:
+            handle.remove()
+        release = getattr(distiller, "release_features", None)
+        if callable(release):
+            release()
+    costs: dict[str, TermCost] = {}
+    for name, term in terms.items():
+        student = [f.detach().requires_grad_(f.is_floating_point()) for f in inputs[name][0]]
+        teacher = [f.detach() for f in inputs[name][1]]
+        forward, backward = [], []
+        for rep in range(reps + 1):
+            start = _clock(device)
+            loss = term(student, teacher)
+            mid = _clock(device)
+            if loss.requires_grad:
+                loss.backward()
+            end = _clock(device)
+            for t in student + list(term.parameters()):
+                t.grad = None
+            if rep:  # the first is a warm-up
+                forward.append((mid - start) * 1e3)
+                backward.append((end - mid) * 1e3)
+        f_ms, b_ms = float(np.median(forward)), float(np.median(backward))
+        costs[name] = TermCost(name, reps, f_ms, b_ms, f_ms + b_ms)
+    return costs
+
+
+def add_shares(costs: dict[str, TermCost], result: BenchmarkResult) -> None:
+    """Fill each cost's share of the distillation step and of its excess over the bound."""
+    modes = result.modes
+    if "distill" not in modes or "bound" not in modes:
+        return
+    use_cpu = torch.device(result.device).type == "cpu" and result.cpu_ratios is not None
+
+    def median(mode: str) -> float:
+        m = modes[mode]
+        return m.cpu_median_ms if use_cpu and m.cpu_median_ms is not None else m.median_ms
+
+    step, excess = median("distill"), median("distill") - median("bound")
+    for cost in costs.values():
+        cost.step_share = cost.total_ms / step if step > 0 else None
+        cost.excess_share = cost.total_ms / excess if excess > 0 else None
+
+
+def run_timing_with_terms(
+    cfg: Any,
+    config_path: str,
+    device: str = "cpu",
+    warmup: int = 5,
+    iters: int = 20,
+    seed: int = 0,
+    term_reps: int = 10,
+) -> tuple[BenchmarkResult, dict[str, TermCost]]:
+    """:func:`run_timing` followed, in the same process and on the same
+    distiller, by :func:`measure_terms` (skipped for ``term_reps=0`` and for distillers
+    without ``terms`` of a single teacher)."""
+    distiller, batches = prepare(cfg, device, warmup + iters, seed)
+    result = time_modes(distiller, batches, cfg, config_path, device, warmup, iters)
+    costs = (
+        measure_terms(distiller, batches[0], term_reps, device) if "distill" in result.modes else {}
+    )
+    add_shares(costs, result)
+    return result, costs

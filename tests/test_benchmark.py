@@ -19,6 +19,8 @@ from kd_det.benchmark import (
     BenchmarkResult,
     MemoryResult,
     ModeResult,
+    TermCost,
+    add_shares,
     build_distiller,
     load_config,
     measure_memory,
@@ -28,8 +30,6 @@ from kd_det.benchmark import (
 from tests.conftest import CONFIGS, REPO, run_tool
 from tools.benchmark import (
     MODE_LABELS,
-    TermCost,
-    add_shares,
     format_report,
     format_terms,
     report_dict,

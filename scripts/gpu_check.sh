@@ -22,7 +22,9 @@
 #          one host sync per step for the NaN/inf check), at most 100 s
 #   bench  tools/benchmark.py --device cuda, teacher fp32 and bf16: the digits SRD pair
 #          (batch 8) and the full-size RetinaNet R-101 -> R-50 SRD config at 1333 x 800
-#          (batch 2, the 1x recipe's per-GPU batch, random weights, with peak GPU memory)
+#          (batch 2, the 1x recipe's per-GPU batch, random weights, with peak GPU memory); the
+#          learning rate is 0, so random weights cannot diverge to NaN (which the distiller's
+#          nonfinite check would stop on) while every step still runs the optimizer's arithmetic
 #
 # Results go to $GPU_CHECK_OUT (default: $OUT if set, else ./gpu_check_out): summary.txt (the
 # versions, step times, test summary and benchmark reports), pytest.log, mmcv_build.log (tail)
@@ -289,11 +291,13 @@ step_bench() {
   for dtype in fp32 bf16; do
     bench "digits_$dtype" "$DIGITS_CFG" 45 --teacher-dtype "$dtype" --batch-size 8 \
       --data-root "$WORK/digits/det/" --cfg-options model.teacher_ckpt=None \
+      optim_wrapper.optimizer.lr=0.0 \
       --iters 20 --warmup 5 --no-memory || failed=1
   done
   for dtype in fp32 bf16; do
     bench "r101-r50_$dtype" "$COCO_CFG" 75 --teacher-dtype "$dtype" --batch-size 2 \
       --data-root "$WORK/coco/" --cfg-options model.teacher_ckpt=None \
+      optim_wrapper.optimizer.lr=0.0 \
       --iters 20 --warmup 5 || failed=1
   done
   return "$failed"

@@ -16,6 +16,7 @@ from mmpretrain.structures import DataSample
 
 from kd_det.apis import build_model_from_cfg
 from tests.conftest import REPO, run_tool
+from tools.experiments import feature_kd
 from tools.experiments.common import check_readme, mean_std_table, update_readme
 
 SCRIPT = "tools/experiments/feature_kd.py"
@@ -209,3 +210,66 @@ def test_frozen_projector_variant_trains_everything_but_its_projector(monkeypatc
         "configs/srd/srd_resnet18-w32-w8_30e_digits-cls.py"
     )
     assert fc_changed and not torch.equal(before, after)
+
+
+def test_gap_closed_column_by_hand() -> None:
+    records = [_rec("student", 0, 0.10), _rec("student", 1, 0.20), _rec("b", 0, 0.25)]
+    table = mean_std_table(records, {"student": "alone", "b": "b"}, "mAP (%)", 100.0,
+                           teacher=_rec("teacher", 0, 0.35), gap=True)  # fmt: skip
+    # gap 35 - 15 = 20 points; b closes (25 - 15) / 20 = 50 %
+    assert table.splitlines() == [
+        "| variant | mAP (%) mean ± std | n | Δ vs student | gap closed (%) | per seed |",
+        "|---|---|---|---|---|---|",
+        "| teacher (seed 0, 2 ep) | 35.00 | 1 | | | |",
+        "| student (alone) | 15.00 ± 7.07 | 2 |  | | 0: 10.00, 1: 20.00 |",
+        "| b (b) | 25.00 ± 0.00 | 1 | +10.00 | 50 | 0: 25.00 |",
+    ]
+
+
+def test_teacher_spread_by_hand(tmp_path: Path) -> None:
+    task = feature_kd.TASKS["det"]
+    t0 = feature_kd.Section(task, None, _rec("teacher", 0, 0.30),
+                            [_rec("student", 0, 0.10), _rec("student", 1, 0.12),
+                             _rec("fitnet", 0, 0.20), _rec("fitnet", 1, 0.22)])  # fmt: skip
+    t1 = feature_kd.Section(task, None, _rec("teacher", 1, 0.40),
+                            [_rec("student", 0, 0.10), _rec("student", 1, 0.12),
+                             _rec("fitnet", 0, 0.14), _rec("fitnet", 1, 0.16)])  # fmt: skip
+    rows = feature_kd.teacher_spread(task, [t0, t1]).splitlines()
+    assert rows[0].startswith("| variant | teacher seed 0 | teacher seed 1 | all runs |")
+    assert rows[2] == "| teacher | 30.00 | 40.00 | | | |"
+    # fitnet: 21 ± 1.41 closes (21 - 11) / (30 - 11) = 53 %; 15 ± 1.41 closes 4 / 29 = 14 %;
+    # all four runs 18 ± 3.65; the teacher means 21 and 15 differ by std 4.24
+    fitnet = next(r for r in rows if r.startswith("| fitnet"))
+    assert fitnet.endswith(
+        "| 21.00 ± 1.41 (53 %) | 15.00 ± 1.41 (14 %) | 18.00 ± 3.65 | 4.24 | 1.41 |"
+    )
+    feature_kd.study_plot(task, [t0, t1], tmp_path / "study.png")  # one panel per teacher
+    assert (tmp_path / "study.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_several_teachers_lr_and_study_variants_are_planned(tmp_path: Path, capsys) -> None:
+    study = ["student", "sigmoidkd-ts", "fitnet", "cwd", "pkd", "srd", "srd-mse-sigmoidkd"]
+    argv = ["--task", "det", "--teacher-seed", "0", "1", "--seeds", "0", "1", "--epochs", "4",
+            "--lr", "0.003", "--variants", *study, "--work-root", str(tmp_path / "w"),
+            "--dry-run"]  # fmt: skip
+    assert feature_kd.main(argv) == 0
+    runs = _runs(capsys.readouterr().out)
+    assert [(v, s) for _, v, s, _ in runs if v == "teacher"] == [("teacher", 0), ("teacher", 1)]
+    assert len(runs) == 2 * (1 + len(study) * 2)
+    for k in (0, 1):  # each teacher has its own folder and its own students
+        mine = [c for _, v, _, c in runs if f"/w/t{k}/det/" in c]
+        assert len(mine) == 1 + 2 * len(study)
+        for cmd in mine:
+            is_teacher = cmd.split("--work-dir ")[1].split()[0].endswith("/teacher")
+            assert ("optim_wrapper.optimizer.lr=0.003" in cmd) != is_teacher  # students only
+            if "teacher_ckpt" in cmd:
+                assert f"model.teacher_ckpt={tmp_path}/w/t{k}/det/teacher/epoch_4.pth" in cmd
+    configs = {re.search(r"tools/train\.py (\S+)", c)[1] for *_, c in runs}
+    assert all((REPO / c).is_file() for c in configs), sorted(configs)
+    assert not (tmp_path / "w").exists()
+
+
+def test_variant_without_a_config_for_the_task_is_refused(capsys) -> None:
+    with pytest.raises(SystemExit):
+        feature_kd.parse_args(["--task", "cls", "--variants", "cwd"])
+    assert "--variants cwd: no cls config; cls has student, logitkd" in capsys.readouterr().err

@@ -18,6 +18,12 @@ from kd_det.analysis.layer_angles import (
     lstsq_projection,
     position_cosines,
 )
+from kd_det.analysis.layer_selection import (
+    LayerAngles,
+    layer_angles_per_student_layer,
+    record_layers,
+    trained_adapters,
+)
 
 _WHAT_DISTILLED = ("AnalysisOptions", "ModelSpec", "analyse", "write_report")
 
@@ -33,6 +39,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "AnalysisOptions",
+    "LayerAngles",
     "ModelSpec",
     "acute_fraction",
     "align_feature_maps",
@@ -42,8 +49,11 @@ __all__ = [
     "feature_map_cka",
     "flatten_representation",
     "layer_angle_matrix",
+    "layer_angles_per_student_layer",
     "linear_cka",
     "lstsq_projection",
     "position_cosines",
+    "record_layers",
+    "trained_adapters",
     "write_report",
 ]

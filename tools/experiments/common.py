@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,29 @@ def execute(run: Run, threads: int, log: Log = progress) -> dict[str, Any]:
     return result
 
 
+def train_all(runs: list[Run], threads: int, lanes: int) -> list[dict]:
+    """Train every run, ``lanes`` at a time; a mutual run's second network reads the first's
+    training. A failed run does not stop the others; the failures are raised at the end.
+    Results in the order of ``runs``."""
+    first: dict[Path, Run] = {}
+    for r in runs:
+        first.setdefault(r.work_dir, r)
+    failed: list[str] = []
+
+    def train(run: Run) -> None:
+        try:
+            execute(run, threads)
+        except RuntimeError as err:
+            failed.append(str(err))
+            print(f"FAILED: {run.name}", flush=True)
+
+    with ThreadPoolExecutor(max_workers=lanes) as pool:
+        list(pool.map(train, first.values()))
+    if failed:
+        raise SystemExit(f"{len(failed)} run(s) failed:\n" + "\n\n".join(failed))
+    return [execute(r, threads) for r in runs]  # all finished now: records only
+
+
 def recorded(run: Run) -> dict[str, Any]:
     """The record of a finished run, without training; ``SystemExit`` if it did not finish."""
     if not run.finished():
@@ -171,23 +195,28 @@ def mean_std_table(
     scale: float = 1.0,
     teacher: dict[str, Any] | None = None,
     baseline: str | None = "student",
+    gap: bool = False,
 ) -> str:
     """A markdown table: one row per variant of ``labels`` (in that order) that has records,
     with mean ± std of ``value × scale`` over seeds, the count, the difference to the
-    ``baseline`` variant's mean and the per-seed values; the ``teacher`` record first."""
+    ``baseline`` variant's mean and the per-seed values; the ``teacher`` record first. With
+    ``gap``, also the share of the teacher–baseline gap each variant closes,
+    ``100 · (mean − baseline) / (teacher − baseline)``."""
     by_variant: dict[str, list[dict[str, Any]]] = {}
     for rec in records:
         by_variant.setdefault(rec["variant"], []).append(rec)
     base_recs = by_variant.get(baseline) if baseline else None
     base = summarise([r["value"] * scale for r in base_recs])[0] if base_recs else None
+    gap_to = teacher["value"] * scale - base if gap and teacher and base is not None else None
+    extra = ("", "") if gap_to is None else (" gap closed (%) |", "---|")
     lines = [
-        f"| variant | {metric_label} mean ± std | n | Δ vs {baseline or '-'} | per seed |",
-        "|---|---|---|---|---|",
+        f"| variant | {metric_label} mean ± std | n | Δ vs {baseline or '-'} |{extra[0]} per seed |",
+        f"|---|---|---|---|{extra[1]}---|",
     ]
     if teacher is not None:
         lines.append(
             f"| teacher (seed {teacher['seed']}, {teacher['epochs']} ep) "
-            f"| {teacher['value'] * scale:.2f} | 1 | | |"
+            f"| {teacher['value'] * scale:.2f} | 1 | |{'' if gap_to is None else ' |'} |"
         )
     for variant, label in labels.items():
         recs = sorted(by_variant.get(variant, []), key=lambda r: r["seed"])
@@ -196,9 +225,12 @@ def mean_std_table(
         values = [r["value"] * scale for r in recs]
         mean, std = summarise(values)
         delta = "" if base is None or variant == baseline else f"{mean - base:+.2f}"
+        closed = ""
+        if gap_to is not None:
+            closed = " |" if variant == baseline else f" {100 * (mean - base) / gap_to:.0f} |"
         seeds = ", ".join(f"{r['seed']}: {v:.2f}" for r, v in zip(recs, values, strict=True))
         lines.append(f"| {variant} ({label.strip()}) | {mean:.2f} ± {std:.2f} | {len(recs)} "
-                     f"| {delta} | {seeds} |")  # fmt: skip
+                     f"| {delta} |{closed} {seeds} |")  # fmt: skip
     return "\n".join(lines)
 
 

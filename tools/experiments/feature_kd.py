@@ -56,6 +56,8 @@ from tools.experiments.common import (  # noqa: E402
     mean_std_table,
     recorded,
     schedule_options,
+    summarise,
+    train_all,
     update_readme,
     write_csv,
 )
@@ -78,6 +80,9 @@ class Task:
     milestones: tuple[float, ...]  # MultiStepLR milestones as fractions of the epochs
     missing_value: float | None = None  # reported when the metric was not logged
     missing_note: str = ""
+    #: the variants run when ``--variants`` is not given (the SRD sweep); the others of
+    #: ``variants`` are opt-in (the detection-methods study)
+    default_variants: tuple[str, ...] = ()
 
 
 VARIANT_LABELS = {
@@ -88,8 +93,14 @@ VARIANT_LABELS = {
     "srd-frozenproj": "  ablation: frozen random projector",
     "srd-nobn": "  ablation: no BN (projector + log-sum)",
     "srd-mse": "  ablation: mean (projector + BN + MSE)",
+    "sigmoidkd-ts": "sigmoid KD alone, normalised by the teacher's summed confidence",
+    "cwd": "CWD: projector, channel-wise spatial softmax KL, tau 1",
+    "pkd": "PKD: projector, per-channel standardised maps, MSE / 2",
+    "srd-mse-fpnonly": "projector + BN + MSE on the FPN, no logit term",
+    "srd-mse-sigmoidkd": "projector + BN + MSE on the FPN + teacher-normalised sigmoid KD",
 }
 VARIANTS = tuple(VARIANT_LABELS)
+SRD_SWEEP = ("student", "logitkd", "fitnet", "srd", "srd-frozenproj", "srd-nobn", "srd-mse")
 
 TASKS = {
     "det": Task(
@@ -106,7 +117,13 @@ TASKS = {
             "srd-frozenproj": "configs/srd/srd-frozenproj_retinanet-w32-w8_fpn_24e_digits.py",
             "srd-nobn": "configs/srd/srd-nobn_retinanet-w32-w8_fpn_24e_digits.py",
             "srd-mse": "configs/srd/srd-mse_retinanet-w32-w8_fpn_24e_digits.py",
+            "sigmoidkd-ts": "configs/kd/sigmoidkd-teachersum_retinanet-w32-w8_fpn_24e_digits.py",
+            "cwd": "configs/cwd/cwd_retinanet-w32-w8_fpn_24e_digits.py",
+            "pkd": "configs/pkd/pkd_retinanet-w32-w8_fpn_24e_digits.py",
+            "srd-mse-fpnonly": "configs/srd/srd-mse-fpnonly_retinanet-w32-w8_fpn_24e_digits.py",
+            "srd-mse-sigmoidkd": "configs/srd/srd-mse-sigmoidkd_retinanet-w32-w8_fpn_24e_digits.py",
         },
+        default_variants=SRD_SWEEP,
         default_epochs=24,
         milestones=(16 / 24, 22 / 24),
         # mmdet's CocoMetric logs no mAP when the model made no detection at all: that is 0 AP
@@ -128,6 +145,7 @@ TASKS = {
             "srd-nobn": "configs/srd/srd-nobn_resnet18-w32-w8_30e_digits-cls.py",
             "srd-mse": "configs/srd/srd-mse_resnet18-w32-w8_30e_digits-cls.py",
         },
+        default_variants=SRD_SWEEP,
         default_epochs=30,
         milestones=(),
     ),
@@ -152,65 +170,176 @@ def student_epochs(task: Task, args: argparse.Namespace) -> int:
     return args.epochs or task.default_epochs
 
 
-def plan(task: Task, args: argparse.Namespace) -> tuple[Run, list[Run]]:
-    """The teacher run and the seed × variant runs of ``task`` (seed-major: a partial sweep
-    already covers every variant)."""
+def task_variants(task: Task, args: argparse.Namespace) -> list[str]:
+    """``--variants`` (checked to exist for ``task``) or the task's default sweep, in the
+    order of ``VARIANTS``."""
+    return [v for v in VARIANTS if v in (args.variants or task.default_variants)]
+
+
+def plan(
+    task: Task, args: argparse.Namespace, teacher_seed: int | None = None
+) -> tuple[Run, list[Run]]:
+    """The teacher run (seed ``teacher_seed``, default the first of ``--teacher-seed``) and
+    the seed × variant runs distilled from it (seed-major: a partial sweep already covers
+    every variant). One teacher seed keeps ``<work-root>/<task>/``; with several, each
+    teacher and its students live in ``<work-root>/t<seed>/<task>/``."""
+    teacher_seed = args.teacher_seed[0] if teacher_seed is None else teacher_seed
     epochs = student_epochs(task, args)
     teacher_epochs = args.teacher_epochs or epochs
     data = data_options(task, args.data_root, args.num_train)
+    lr = [f"optim_wrapper.optimizer.lr={args.lr}"] if args.lr else []
     root = args.work_root / task.name
+    if len(args.teacher_seed) > 1:
+        root = args.work_root / f"t{teacher_seed}" / task.name
 
     def run(variant: str, seed: int, config: str, work_dir: Path, ep: int, extra: list[str]):
         opts = [f"randomness.seed={seed}", *schedule_options(ep, task.milestones), *data, *extra]
         return Run(task.name, variant, seed, config, work_dir, ep, opts, task.metric,
                    task.missing_value, task.missing_note)  # fmt: skip
 
-    teacher = run("teacher", args.teacher_seed, task.teacher, root / "teacher", teacher_epochs,
-                  [])  # fmt: skip
+    teacher = run("teacher", teacher_seed, task.teacher, root / "teacher", teacher_epochs, [])
+    teach = [f"model.teacher_ckpt={teacher.checkpoint}"]
     runs = [
         run(variant, seed, task.variants[variant], root / variant / f"seed{seed}", epochs,
-            [] if variant == "student" else [f"model.teacher_ckpt={teacher.checkpoint}"])
+            lr if variant == "student" else [*lr, *teach])
         for seed in args.seeds
-        for variant in args.variants
+        for variant in task_variants(task, args)
     ]  # fmt: skip
     return teacher, runs
 
 
-def readme_key(task: Task, epochs: int) -> str:
-    """The README section of ``task``'s table at ``epochs`` student epochs."""
-    return f"feature_kd:{task.name}-{epochs}ep"
+def readme_key(task: Task, args: argparse.Namespace) -> str:
+    """The README section of ``task``'s tables: its student epochs and, with several
+    teachers, their seeds (``feature_kd:det-4ep-t0-1``)."""
+    key = f"feature_kd:{task.name}-{student_epochs(task, args)}ep"
+    if len(args.teacher_seed) > 1:
+        key += "-t" + "-".join(map(str, args.teacher_seed))
+    return key
 
 
-def write_report(
-    args: argparse.Namespace,
-    cmd: str,
-    sections: list[tuple[Task, Run, dict, list[dict]]],
-) -> Path:
-    """The report step: one CSV per task, ``feature_kd.md`` with every task's table, and (with
-    ``--readme``) each table between its README markers."""
+@dataclass(frozen=True)
+class Section:
+    """One teacher's part of the report: its run and record and its students' records."""
+
+    task: Task
+    teacher_run: Run
+    teacher_rec: dict
+    results: list[dict]
+
+
+def teacher_spread(task: Task, sections: list[Section]) -> str:
+    """With several teachers: per variant, its mean ± std and closed gap against each
+    teacher, the mean ± std over every (teacher, seed) run, and how much of that spread the
+    teacher explains (std of the per-teacher means against the mean within-teacher std)."""
+    seeds = [sec.teacher_rec["seed"] for sec in sections]
+    head = " | ".join(f"teacher seed {k}" for k in seeds)
+    lines = [
+        f"| variant | {head} | all runs | std of the teacher means | mean std within a teacher |",
+        "|---|" + "---|" * (len(seeds) + 3),
+        "| teacher | "
+        + " | ".join(f"{sec.teacher_rec['value'] * task.scale:.2f}" for sec in sections)
+        + " | | | |",  # fmt: skip
+    ]
+    by_teacher = []
+    for sec in sections:
+        values: dict[str, list[float]] = {}
+        for rec in sec.results:
+            values.setdefault(rec["variant"], []).append(rec["value"] * task.scale)
+        by_teacher.append(values)
+    for variant, label in VARIANT_LABELS.items():
+        if not all(variant in values for values in by_teacher):
+            continue
+        cells, means, stds = [], [], []
+        for sec, values in zip(sections, by_teacher, strict=True):
+            mean, std = summarise(values[variant])
+            means.append(mean)
+            stds.append(std)
+            cell = f"{mean:.2f} ± {std:.2f}"
+            if variant != "student" and "student" in values:
+                base = summarise(values["student"])[0]
+                gap = sec.teacher_rec["value"] * task.scale - base
+                cell += f" ({100 * (mean - base) / gap:.0f} %)"
+            cells.append(cell)
+        pooled = summarise([v for values in by_teacher for v in values[variant]])
+        between = summarise(means)[1]
+        within = sum(stds) / len(stds)
+        lines.append(f"| {variant} ({label.strip()}) | {' | '.join(cells)} "
+                     f"| {pooled[0]:.2f} ± {pooled[1]:.2f} | {between:.2f} | {within:.2f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def study_plot(task: Task, sections: list[Section], path: Path) -> None:
+    """One panel per teacher: each variant's mean ± std over seeds (dots: the seeds), the
+    student alone and the teacher as horizontal lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(sections), figsize=(5.5 * len(sections), 4), sharey=True,
+                             squeeze=False)  # fmt: skip
+    for ax, sec in zip(axes[0], sections, strict=True):
+        values: dict[str, list[float]] = {}
+        for rec in sec.results:
+            values.setdefault(rec["variant"], []).append(rec["value"] * task.scale)
+        order = [v for v in VARIANT_LABELS if v in values]
+        for x, variant in enumerate(order):
+            mean, std = summarise(values[variant])
+            colour = "grey" if variant == "student" else "C0"
+            ax.errorbar(x, mean, yerr=std, fmt="o", color=colour, capsize=4, ms=7)
+            ax.scatter([x] * len(values[variant]), values[variant], color="k", s=10, zorder=3)
+        ax.axhline(sec.teacher_rec["value"] * task.scale, color="C3", lw=1, label="teacher")
+        if "student" in values:
+            ax.axhline(summarise(values["student"])[0], color="grey", lw=0.8, ls="--",
+                       label="student alone (mean)")  # fmt: skip
+        ax.set_xticks(range(len(order)), order, rotation=35, ha="right", fontsize=8)
+        ax.set_title(f"digits {task.name}, teacher seed {sec.teacher_rec['seed']}", fontsize=9)
+        ax.legend(loc="lower right", fontsize=8)
+    axes[0][0].set_ylabel(task.metric_label)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(args: argparse.Namespace, cmd: str, sections: list[Section]) -> Path:
+    """The report step: one CSV per task and teacher, ``feature_kd.md`` with every table
+    (each with the share of the teacher–student gap closed; with several teachers also
+    :func:`teacher_spread` and the figure ``feature_kd_<task>.png``, :func:`study_plot`), and
+    (with ``--readme``) each task's tables between its markers."""
     args.out.mkdir(parents=True, exist_ok=True)
-    notes, tables = [], []
-    for task, teacher_run, teacher, results in sections:
-        total = sum(r["seconds"] or 0.0 for r in [teacher, *results])
-        notes.append(
-            f"{task.name}: students {student_epochs(task, args)} epochs, teacher "
-            f"{teacher_run.epochs} epochs, seeds {args.seeds}, {args.threads} thread(s) per run, "
+    md = ["# Feature KD sweep", "", "Command:", "", "```bash", cmd, "```", ""]
+    readme: dict[str, list[str]] = {}
+    for task in dict.fromkeys(sec.task for sec in sections):
+        own = [sec for sec in sections if sec.task is task]
+        total = sum(r["seconds"] or 0.0 for sec in own for r in [sec.teacher_rec, *sec.results])
+        lr = f", lr {args.lr}" if args.lr else ""
+        note = (
+            f"{task.name}: students {student_epochs(task, args)} epochs{lr}, teacher "
+            f"{own[0].teacher_run.epochs} epochs (seed {', '.join(str(s.teacher_rec['seed']) for s in own)}), "
+            f"seeds {args.seeds}, {args.threads} thread(s) per run, "
             f"{total / 60:.1f} min of training in total (this invocation's runs and earlier ones)"
         )
-        write_csv(args.out / f"feature_kd_{task.name}.csv", [teacher, *results])
-        tables.append(
-            mean_std_table(results, VARIANT_LABELS, task.metric_label, task.scale, teacher)
-        )
-    md = ["# Feature KD sweep", "", "Command:", "", "```bash", cmd, "```", ""]
-    md += [f"* {n}" for n in notes] + [""]
-    for (task, *_), table in zip(sections, tables, strict=True):
-        md += [f"## {task.name}: {task.metric}", "", table, ""]
+        parts = [f"{note}."]
+        for sec in own:
+            suffix = f"_t{sec.teacher_rec['seed']}" if len(own) > 1 else ""
+            write_csv(args.out / f"feature_kd_{task.name}{suffix}.csv",
+                      [sec.teacher_rec, *sec.results])  # fmt: skip
+            table = mean_std_table(sec.results, VARIANT_LABELS, task.metric_label, task.scale,
+                                   sec.teacher_rec, gap=True)  # fmt: skip
+            title = f"Teacher seed {sec.teacher_rec['seed']}:\n\n" if len(own) > 1 else ""
+            parts.append(f"{title}{table}")
+        if len(own) > 1:
+            study_plot(task, own, args.out / f"feature_kd_{task.name}.png")
+            parts.append("Over the teachers (closed share of each teacher's gap in brackets):"
+                         f"\n\n{teacher_spread(task, own)}")  # fmt: skip
+        md += [f"## {task.name}: {task.metric}", "", *[f"{p}\n" for p in parts]]
+        readme[readme_key(task, args)] = parts
     path = args.out / "feature_kd.md"
     path.write_text("\n".join(md))
     if args.readme is not None:
-        for (task, *_), note, table in zip(sections, notes, tables, strict=True):
-            section = f"```bash\n{cmd}\n```\n\n{note}.\n\n{table}"
-            update_readme(args.readme, readme_key(task, student_epochs(task, args)), section)
+        for key, parts in readme.items():
+            update_readme(args.readme, key, f"```bash\n{cmd}\n```\n\n" + "\n\n".join(parts))
     return path
 
 
@@ -245,15 +374,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--teacher-epochs", type=int, default=None, help="teacher epochs (default: --epochs)"
     )
-    parser.add_argument("--teacher-seed", type=int, default=0)
+    parser.add_argument(
+        "--teacher-seed", type=int, nargs="+", default=[0],
+        help="one teacher per seed, each with its own students (<work-root>/t<seed>/ when several)",
+    )  # fmt: skip
+    parser.add_argument("--lr", type=float, default=None, help="the students' learning rate")
     parser.add_argument(
         "--num-train", type=int, default=None, help="use the first N training images"
     )
     parser.add_argument(
-        "--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), metavar="VARIANT",
-        help=f"subset of {', '.join(VARIANTS)}",
+        "--variants", nargs="+", choices=VARIANTS, default=None, metavar="VARIANT",
+        help=f"of {', '.join(VARIANTS)} (default: the SRD sweep, {' '.join(SRD_SWEEP)})",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--lanes", type=int, default=1, help="student trainings at a time")
     parser.add_argument("--data-root", type=Path, default=Path("data/digits"))
     parser.add_argument("--work-root", type=Path, default=Path("work_dirs/feature_kd"))
     parser.add_argument("--out", type=Path, default=Path("outputs/feature_kd"))
@@ -275,14 +409,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "first batches (seed = first of --seeds), at initialisation and after training",
     )
     args = parser.parse_args(argv)
-    for name in ("epochs", "teacher_epochs", "num_train", "threads"):
+    for name in ("epochs", "teacher_epochs", "num_train", "threads", "lanes"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.lr is not None and not args.lr > 0:
+        parser.error(f"--lr must be > 0, got {args.lr}")
+    for task in ("det", "cls") if args.task == "both" else (args.task,):
+        missing = [v for v in args.variants or () if v not in TASKS[task].variants]
+        if missing:
+            parser.error(f"--variants {' '.join(missing)}: no {task} config; {task} has "
+                         f"{', '.join(TASKS[task].variants)}")  # fmt: skip
     args.data_root = args.data_root.resolve()
     args.work_root = args.work_root.resolve()
     args.out = args.out.resolve()
-    args.variants = [v for v in VARIANTS if v in args.variants]
     return args
 
 
@@ -293,10 +433,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.dry_run:
         for task in tasks:
-            teacher, runs = plan(task, args)
-            for run in [teacher, *runs]:
-                print(f"# {run.name}")
-                print(f"(cd {REPO} && OMP_NUM_THREADS={args.threads} {shlex.join(run.command())})")
+            for seed in args.teacher_seed:
+                teacher, runs = plan(task, args, seed)
+                for run in [teacher, *runs]:
+                    print(f"# {run.name}")
+                    print(f"(cd {REPO} && OMP_NUM_THREADS={args.threads} "
+                          f"{shlex.join(run.command())})")  # fmt: skip
         return 0
 
     if args.diagnose:
@@ -309,21 +451,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.readme is not None:
-        check_readme(args.readme, [readme_key(t, student_epochs(t, args)) for t in tasks])
+        check_readme(args.readme, [readme_key(t, args) for t in tasks])
     sections = []
     for task in tasks:
-        teacher, runs = plan(task, args)
-        if args.report_only:
-            sections.append((task, teacher, recorded(teacher), [recorded(r) for r in runs]))
-            continue
-        if not (args.data_root / task.name).is_dir():
+        if not args.report_only and not (args.data_root / task.name).is_dir():
             raise SystemExit(
                 f"no {task.name} data under {args.data_root}; make it with "
                 "`python tools/make_digits.py --out data/digits`"
             )
-        teacher_result = execute(teacher, args.threads)
-        results = [execute(run, args.threads) for run in runs]
-        sections.append((task, teacher, teacher_result, results))
+        for seed in args.teacher_seed:
+            teacher, runs = plan(task, args, seed)
+            if args.report_only:
+                results = [recorded(r) for r in runs]
+                sections.append(Section(task, teacher, recorded(teacher), results))
+                continue
+            teacher_rec = execute(teacher, args.threads)
+            results = train_all(runs, args.threads, args.lanes)
+            sections.append(Section(task, teacher, teacher_rec, results))
     print(write_report(args, cmd, sections).read_text())
     return 0
 

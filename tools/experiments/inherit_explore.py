@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -46,6 +45,7 @@ from tools.experiments.common import (  # noqa: E402
     mean_std_table,
     recorded,
     schedule_options,
+    train_all,
     update_readme,
     write_csv,
 )
@@ -139,29 +139,6 @@ def plan(task: Task, args: argparse.Namespace) -> tuple[Run, Run, list[Run]]:
                 runs.append(run(variant, seed, configs[variant], work, epochs,
                                 [*lr, *teach, *encoder]))  # fmt: skip
     return teacher, ae, runs
-
-
-def train_all(runs: list[Run], threads: int, lanes: int) -> list[dict]:
-    """Train every run, ``lanes`` at a time; a mutual run's second network reads the first's
-    training. A failed run does not stop the others; the failures are raised at the end.
-    Results in the order of ``runs``."""
-    first: dict[Path, Run] = {}
-    for r in runs:
-        first.setdefault(r.work_dir, r)
-    failed: list[str] = []
-
-    def train(run: Run) -> None:
-        try:
-            execute(run, threads)
-        except RuntimeError as err:
-            failed.append(str(err))
-            print(f"FAILED: {run.name}", flush=True)
-
-    with ThreadPoolExecutor(max_workers=lanes) as pool:
-        list(pool.map(train, first.values()))
-    if failed:
-        raise SystemExit(f"{len(failed)} run(s) failed:\n" + "\n\n".join(failed))
-    return [execute(r, threads) for r in runs]  # all finished now: records only
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -70,10 +70,10 @@ from tools.experiments.common import (  # noqa: E402
     recorded,
     schedule_options,
     summarise,
+    train_all,
     update_readme,
     write_csv,
 )
-from tools.experiments.inherit_explore import train_all  # noqa: E402
 
 LABELS = {
     "teacher": "teacher alone",

@@ -62,11 +62,6 @@ from tools.experiments.common import (  # noqa: E402
 )
 from tools.experiments.feature_kd import TASKS, VARIANT_LABELS  # noqa: E402
 
-#: the demo's distilled detector (tools/demo.py) beside the sweep's variants
-EXTRA_VARIANTS = {
-    "det": {"srd-mse-fpnonly": "configs/srd/srd-mse-fpnonly_retinanet-w32-w8_fpn_24e_digits.py"},
-    "cls": {},
-}
 DEFAULT_CONTROL = {"cls": "configs/baselines/convmixer-96-6_30e_digits-cls.py", "det": None}
 NEXT_SEED = "independent (next seed)"
 #: (key, column title) of the aggregated table
@@ -82,8 +77,9 @@ COLUMNS = (
 
 
 def variants(task: str) -> dict[str, str]:
-    """Variant name → config of ``task`` (the feature-KD sweep's and the demo's)."""
-    return {**TASKS[task].variants, **EXTRA_VARIANTS[task]}
+    """Variant name → config of ``task`` (the feature-KD sweep's, the demo's recipe among
+    them as ``srd-mse-fpnonly``)."""
+    return TASKS[task].variants
 
 
 def repo_path(config: str) -> str:

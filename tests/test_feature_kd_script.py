@@ -273,3 +273,33 @@ def test_variant_without_a_config_for_the_task_is_refused(capsys) -> None:
     with pytest.raises(SystemExit):
         feature_kd.parse_args(["--task", "cls", "--variants", "cwd"])
     assert "--variants cwd: no cls config; cls has student, logitkd" in capsys.readouterr().err
+
+
+def test_report_of_two_teachers_writes_tables_figure_and_readme(tmp_path: Path) -> None:
+    args = feature_kd.parse_args(["--task", "det", "--teacher-seed", "0", "1", "--seeds", "0",
+                                  "1", "--epochs", "4", "--lr", "0.003", "--variants",
+                                  "student", "cwd", "--out", str(tmp_path / "out"),
+                                  "--readme", str(tmp_path / "doc.md")])  # fmt: skip
+    (tmp_path / "doc.md").write_text("a\n<!-- feature_kd:det-4ep-t0-1 -->\n"
+                                     "<!-- /feature_kd:det-4ep-t0-1 -->\nb\n")  # fmt: skip
+    task = feature_kd.TASKS["det"]
+    sections = [
+        feature_kd.Section(task, feature_kd.plan(task, args, k)[0],
+                           {**_rec("teacher", k, 0.3 + k / 10), "seconds": 60.0},
+                           [{**_rec(v, s, x + s / 100), "seconds": 30.0}
+                            for v, x in (("student", 0.1), ("cwd", 0.2)) for s in (0, 1)])
+        for k in (0, 1)
+    ]  # fmt: skip
+    md = feature_kd.write_report(args, "python feature_kd.py ...", sections).read_text()
+    assert md.count("| cwd (CWD") == 3  # one row per teacher, one over both
+    assert "students 4 epochs, lr 0.003, teacher 4 epochs (seed 0, 1)" in md
+    assert "Teacher seed 0:" in md and "Teacher seed 1:" in md
+    for name in ("feature_kd_det_t0.csv", "feature_kd_det_t1.csv", "feature_kd_det.png"):
+        assert (tmp_path / "out" / name).is_file(), name
+    doc = (tmp_path / "doc.md").read_text()
+    assert doc.startswith("a\n<!-- feature_kd:det-4ep-t0-1 -->\n```bash\npython feature_kd.py")
+    assert doc.endswith("<!-- /feature_kd:det-4ep-t0-1 -->\nb\n")
+    assert (
+        "| cwd (CWD: projector, channel-wise spatial softmax KL, tau 1) | 20.50 ± 0.71 (51 %)"
+        in doc
+    )

@@ -310,8 +310,9 @@ def write_report(args: argparse.Namespace, cmd: str, sections: list[Section]) ->
     args.out.mkdir(parents=True, exist_ok=True)
     md = ["# Feature KD sweep", "", "Command:", "", "```bash", cmd, "```", ""]
     readme: dict[str, list[str]] = {}
-    for task in dict.fromkeys(sec.task for sec in sections):
-        own = [sec for sec in sections if sec.task is task]
+    for name in dict.fromkeys(sec.task.name for sec in sections):
+        own = [sec for sec in sections if sec.task.name == name]
+        task = own[0].task
         total = sum(r["seconds"] or 0.0 for sec in own for r in [sec.teacher_rec, *sec.results])
         lr = f", lr {args.lr}" if args.lr else ""
         note = (

@@ -17,7 +17,7 @@ from mmpretrain.structures import DataSample
 from kd_det.apis import build_model_from_cfg
 from tests.conftest import REPO, run_tool
 from tools.experiments import feature_kd
-from tools.experiments.common import check_readme, mean_std_table, update_readme
+from tools.experiments.common import check_readme, gap_closed, mean_std_table, update_readme
 
 SCRIPT = "tools/experiments/feature_kd.py"
 VARIANTS = ["student", "logitkd", "fitnet", "srd", "srd-frozenproj", "srd-nobn", "srd-mse"]
@@ -224,6 +224,8 @@ def test_gap_closed_column_by_hand() -> None:
         "| student (alone) | 15.00 ± 7.07 | 2 |  | | 0: 10.00, 1: 20.00 |",
         "| b (b) | 25.00 ± 0.00 | 1 | +10.00 | 50 | 0: 25.00 |",
     ]
+    # a teacher no better than the student leaves nothing to close (a 1-epoch sweep: all 0)
+    assert gap_closed(25.0, 15.0, 0.0) == "–" and gap_closed(25.0, 15.0, -5.0) == "–"
 
 
 def test_teacher_spread_by_hand(tmp_path: Path) -> None:

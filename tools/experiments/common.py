@@ -188,6 +188,12 @@ def summarise(values: Sequence[float]) -> tuple[float, float]:
     return mean, std
 
 
+def gap_closed(mean: float, base: float, gap: float) -> str:
+    """``100 · (mean − base) / gap`` rounded, as table text; ``'–'`` when there is no gap (a
+    teacher no better than the baseline closes nothing that can be counted)."""
+    return f"{100 * (mean - base) / gap:.0f}" if gap > 0 else "–"
+
+
 def mean_std_table(
     records: Iterable[dict[str, Any]],
     labels: dict[str, str],
@@ -227,7 +233,7 @@ def mean_std_table(
         delta = "" if base is None or variant == baseline else f"{mean - base:+.2f}"
         closed = ""
         if gap_to is not None:
-            closed = " |" if variant == baseline else f" {100 * (mean - base) / gap_to:.0f} |"
+            closed = " |" if variant == baseline else f" {gap_closed(mean, base, gap_to)} |"
         seeds = ", ".join(f"{r['seed']}: {v:.2f}" for r, v in zip(recs, values, strict=True))
         lines.append(f"| {variant} ({label.strip()}) | {mean:.2f} ± {std:.2f} | {len(recs)} "
                      f"| {delta} |{closed} {seeds} |")  # fmt: skip

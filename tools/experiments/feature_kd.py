@@ -53,6 +53,7 @@ from tools.experiments.common import (  # noqa: E402
     Run,
     check_readme,
     execute,
+    gap_closed,
     mean_std_table,
     recorded,
     schedule_options,
@@ -257,8 +258,9 @@ def teacher_spread(task: Task, sections: list[Section]) -> str:
             cell = f"{mean:.2f} ± {std:.2f}"
             if variant != "student" and "student" in values:
                 base = summarise(values["student"])[0]
-                gap = sec.teacher_rec["value"] * task.scale - base
-                cell += f" ({100 * (mean - base) / gap:.0f} %)"
+                cell += (
+                    f" ({gap_closed(mean, base, sec.teacher_rec['value'] * task.scale - base)} %)"
+                )
             cells.append(cell)
         pooled = summarise([v for values in by_teacher for v in values[variant]])
         between = summarise(means)[1]

@@ -169,7 +169,7 @@ def train_all(runs: list[Run], threads: int, lanes: int) -> list[dict]:
         list(pool.map(train, first.values()))
     if failed:
         raise SystemExit(f"{len(failed)} run(s) failed:\n" + "\n\n".join(failed))
-    return [execute(r, threads) for r in runs]  # all finished now: records only
+    return [recorded(r) for r in runs]  # all finished now: their records, no second log line
 
 
 def recorded(run: Run) -> dict[str, Any]:

@@ -305,3 +305,14 @@ def test_report_of_two_teachers_writes_tables_figure_and_readme(tmp_path: Path) 
         "| cwd (CWD: projector, channel-wise spatial softmax KL, tau 1) | 20.50 ± 0.71 (51 %)"
         in doc
     )
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--lr", "0", "--lr must be > 0, got 0.0"),
+    ("--lr", "nan", "--lr must be > 0, got nan"),
+    ("--lanes", "0", "--lanes must be >= 1, got 0"),
+])  # fmt: skip
+def test_bad_study_options_are_refused(option: str, value: str, message: str, capsys) -> None:
+    with pytest.raises(SystemExit):
+        feature_kd.parse_args(["--task", "det", option, value])
+    assert message in capsys.readouterr().err

@@ -89,28 +89,42 @@ def _args(tmp_path: Path, *extra: str):
 
 def test_plan(tmp_path: Path) -> None:
     args = _args(tmp_path, "--seeds", "3", "4", "--teacher-seeds", "0", "1",
-                 "--strategies", "student", "none", "random")  # fmt: skip
+                 "--strategies", "student", "none", "random", "--lr", "0.003")  # fmt: skip
     teachers, runs = study.plan(study.TASKS["cls"], args)
     assert [t.seed for t in teachers] == [0, 1] and teachers[0].epochs == 30
-    assert [(r.variant, r.seed) for r in runs] == [
-        ("student", 3), ("none", 3), ("random", 3), ("student", 4), ("none", 4), ("random", 4)
+    assert teachers[1].work_dir == tmp_path / "w" / "cls" / "teacher" / "seed1"
+    # per seed: the student alone once, then each teacher's strategies
+    assert [(r.variant, r.seed, r.teacher_seed) for r in runs] == [
+        ("student", 3, None), ("none", 3, 0), ("random", 3, 0), ("none", 3, 1), ("random", 3, 1),
+        ("student", 4, None), ("none", 4, 0), ("random", 4, 0), ("none", 4, 1), ("random", 4, 1),
     ]  # fmt: skip
-    teach = f"model.teacher_ckpt={teachers[0].checkpoint}"
-    assert teach not in runs[0].cfg_options and teach in runs[1].cfg_options
-    assert "model.distill.hidden.mapper.seed=4" in runs[5].cfg_options
-    assert not any("mapper.seed" in o for o in runs[4].cfg_options)
+    teach0, teach1 = (f"model.teacher_ckpt={t.checkpoint}" for t in teachers)
+    assert teach0 not in runs[0].cfg_options and teach1 not in runs[0].cfg_options
+    assert teach0 in runs[1].cfg_options and teach1 in runs[3].cfg_options
+    assert teach0 not in runs[3].cfg_options
+    assert runs[3].work_dir == tmp_path / "w" / "cls" / "t1" / "none" / "seed3"
+    assert "model.distill.hidden.mapper.seed=4" in runs[9].cfg_options
+    assert not any("mapper.seed" in o for o in runs[8].cfg_options)
     assert runs[0].work_dir == tmp_path / "w" / "cls" / "student" / "seed3"
     assert "train_cfg.max_epochs=15" in runs[0].cfg_options
+    assert all("optim_wrapper.optimizer.lr=0.003" in r.cfg_options for r in runs)
+    assert not any("optimizer.lr" in o for o in teachers[0].cfg_options)  # teachers: the config's
     det_teachers, det_runs = study.plan(study.TASKS["det"], _args(tmp_path, "--task", "det"))
     assert any(o.startswith("val_evaluator.ann_file=") for o in det_runs[0].cfg_options)
     assert "param_scheduler.1.milestones=[16,22]" in det_runs[0].cfg_options
+    assert not any("optimizer.lr" in o for o in det_runs[0].cfg_options)
 
 
-def test_bad_options_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit):
-        _args(tmp_path, "--lanes", "0")
-    with pytest.raises(SystemExit):
-        _args(tmp_path, "--strategies", "sideways")
+def test_bad_options_are_refused(tmp_path: Path, capsys) -> None:
+    bad = [(["--lanes", "0"], "--lanes must be >= 1, got 0"),
+           (["--strategies", "sideways"], "invalid choice: 'sideways'"),
+           (["--lr", "0"], "--lr must be a positive number, got 0.0"),
+           (["--lr", "nan"], "--lr must be a positive number, got nan"),
+           (["--teacher-seeds", "1", "1"], "--teacher-seeds repeats a seed: [1, 1]")]  # fmt: skip
+    for argv, message in bad:
+        with pytest.raises(SystemExit):
+            _args(tmp_path, *argv)
+        assert message in capsys.readouterr().err
 
 
 def _fake_finished(run, value: float) -> None:
@@ -142,6 +156,34 @@ def test_report_only_writes_table_comparison_plot_and_readme(tmp_path: Path) -> 
     assert "| reverse | +0.50 | 0.71 | no | 69.3 | +6.1 |" in text
     assert (tmp_path / "f" / "layer_selection_cls_accuracy.png").stat().st_size > 1000
     assert (tmp_path / "o" / "layer_selection_cls.csv").read_text().count("\n") == 1 + 1 + 8
+
+
+def test_report_with_two_teachers(tmp_path: Path) -> None:
+    readme = tmp_path / "doc.md"
+    readme.write_text("<!-- layer_selection:cls-t0-1 -->\n<!-- /layer_selection:cls-t0-1 -->\n")
+    argv = ["--work-root", str(tmp_path / "w"), "--out", str(tmp_path / "o"), "--figures",
+            str(tmp_path / "f"), "--seeds", "0", "1", "--teacher-seeds", "0", "1",
+            "--strategies", "student", "none", "forward", "--readme", str(readme)]  # fmt: skip
+    teachers, runs = study.plan(study.TASKS["cls"], study.parse_args(argv))
+    for teacher in teachers:
+        _fake_finished(teacher, 70.0 + teacher.seed)
+    values = {"student": 40.0, "none": 44.0, "forward": 50.0}
+    for run in runs:  # teacher 1's students are 2 points better
+        _fake_finished(run, values[run.variant] + run.seed + 2 * (run.teacher_seed or 0))
+    assert study.main([*argv, "--report-only"]) == 0
+    text = readme.read_text()
+    assert "Teacher seed 0:" in text and "Teacher seed 1:" in text
+    assert "| teacher (teacher alone) | 71.00 ± 0.00 | 1 |" in text
+    assert text.count("| student (student alone) | 40.50 ± 0.71 | 2 |") == 2
+    assert "| none (logit KD only) | 46.50 ± 0.71 | 2 |  | 0: 46.00, 1: 47.00 |" in text
+    # pooled over both teachers: none 44, 45, 46, 47 and forward 50, 51, 52, 53 -> +6.00, s.e.
+    # sqrt(2 * var / 4) with var = 5/3 -> 0.91
+    assert "Over both teachers (2 teachers × 2 seeds per strategy)" in text
+    assert "| forward | +6.00 | 0.91 | yes | 72.5 | +9.3 |" in text
+    for k in (0, 1):
+        assert (tmp_path / "f" / f"layer_selection_cls_t{k}_accuracy.png").stat().st_size > 1000
+    csv = (tmp_path / "o" / "layer_selection_cls.csv").read_text()
+    assert csv.count("\n") == 1 + 2 + 2 * (1 + 2 * 2)
 
 
 def test_dry_run_prints_every_command(tmp_path: Path, capsys) -> None:

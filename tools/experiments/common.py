@@ -55,6 +55,7 @@ class Run:
     missing_value: float | None = None
     missing_note: str = ""
     result_name: str = "result.json"  # runs that share a work dir report into their own file
+    teacher_seed: int | None = None  # the seed of the teacher that taught it (None: no teacher)
 
     @property
     def checkpoint(self) -> Path:

@@ -20,9 +20,9 @@ all2one-middle     every student block ↔ teacher block 7
 all2one-deep       every student block ↔ teacher block 15 (the last)
 ================== ==========================================================================
 
-The teacher is trained for each of ``--teacher-seeds`` (the first one teaches); every run is a
-``tools/train.py`` subprocess (``--cfg-options`` for the seed, schedule, data root, teacher
-checkpoint and mapper seed). Finished runs are skipped, so an interrupted study resumes where it
+A teacher is trained for each of ``--teacher-seeds`` and teaches its own set of students (the
+student alone is shared); every run is a ``tools/train.py`` subprocess (``--cfg-options`` for
+the seed, schedule, learning rate, data root, teacher checkpoint and mapper seed). Finished runs are skipped, so an interrupted study resumes where it
 stopped; ``--lanes N`` trains N runs at a time. Steps:
 
 * train (default): every run not yet finished, then the report;
@@ -41,8 +41,8 @@ stopped; ``--lanes N`` trains N runs at a time. Steps:
         --readme docs/layer_selection.md
     python tools/experiments/layer_selection.py --task cls --seeds 0 1 2 --angles \\
         --readme docs/layer_selection.md
-    python tools/experiments/layer_selection.py --task det --seeds 0 --strategies none forward \\
-        reverse --dry-run
+    python tools/experiments/layer_selection.py --task det --seeds 0 1 2 --strategies student \\
+        none forward reverse all2one-deep --epochs 4 --teacher-epochs 10 --lr 3e-3 --lanes 2
 """
 
 from __future__ import annotations
@@ -64,7 +64,6 @@ if str(REPO) not in sys.path:  # run as a script: make tools.experiments importa
 from tools.experiments.common import (  # noqa: E402
     Run,
     check_readme,
-    execute,
     mean_std_table,
     progress,
     recorded,
@@ -166,28 +165,41 @@ def data_options(task: Task, data_root: Path) -> list[str]:
 
 
 def plan(task: Task, args: argparse.Namespace) -> tuple[list[Run], list[Run]]:
-    """The teacher runs (one per teacher seed; the first teaches) and the seed × variant runs
-    (seed-major: a partial study already covers every variant)."""
+    """The teacher runs (one per teacher seed) and the student runs, seed-major (a partial
+    study already covers every variant of every teacher): per seed, the student alone
+    (``<work-root>/<task>/student/seed<s>``), then each teacher's strategies
+    (``<work-root>/<task>/t<K>/<strategy>/seed<s>``, taught by the teacher of seed K)."""
     epochs = args.epochs or task.epochs
     teacher_epochs = args.teacher_epochs or task.teacher_epochs
     data = data_options(task, args.data_root)
+    lr = [f"optim_wrapper.optimizer.lr={args.lr}"] if args.lr else []
     root = args.work_root / task.name
 
-    def run(variant: str, seed: int, config: str, ep: int, extra: list[str]) -> Run:
+    def run(variant: str, seed: int, config: str, work_dir: Path, ep: int, extra: list[str],
+            teacher_seed: int | None = None) -> Run:  # fmt: skip
         opts = [f"randomness.seed={seed}", *schedule_options(ep, task.milestones), *data, *extra]
-        return Run(task.name, variant, seed, config, root / variant / f"seed{seed}", ep, opts,
-                   task.metric, task.missing_value, task.missing_note)  # fmt: skip
+        return Run(task.name, variant, seed, config, work_dir, ep, opts, task.metric,
+                   task.missing_value, task.missing_note, teacher_seed=teacher_seed)  # fmt: skip
 
-    teachers = [run("teacher", s, task.teacher, teacher_epochs, []) for s in args.teacher_seeds]
-    teach = [f"model.teacher_ckpt={teachers[0].checkpoint}"]
+    teachers = {
+        k: run("teacher", k, task.teacher, root / "teacher" / f"seed{k}", teacher_epochs, [])
+        for k in args.teacher_seeds
+    }
     runs = []
     for seed in args.seeds:
-        for variant in args.variants:
-            extra = [] if variant == "student" else list(teach)
-            if variant in SEEDED_MAPPERS:
-                extra.append(f"model.distill.{HIDDEN_TERM}.mapper.seed={seed}")
-            runs.append(run(variant, seed, task.config(variant), epochs, extra))
-    return teachers, runs
+        if "student" in args.variants:
+            runs.append(run("student", seed, task.student, root / "student" / f"seed{seed}",
+                            epochs, lr))  # fmt: skip
+        for k, teacher in teachers.items():
+            for variant in args.variants:
+                if variant == "student":
+                    continue
+                extra = [*lr, f"model.teacher_ckpt={teacher.checkpoint}"]
+                if variant in SEEDED_MAPPERS:
+                    extra.append(f"model.distill.{HIDDEN_TERM}.mapper.seed={seed}")
+                work_dir = root / f"t{k}" / variant / f"seed{seed}"
+                runs.append(run(variant, seed, task.config(variant), work_dir, epochs, extra, k))
+    return list(teachers.values()), runs
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -264,33 +276,59 @@ def accuracy_plot(task: Task, records: list[dict[str, Any]], path: Path) -> None
     plt.close(fig)
 
 
+def readme_key(task: Task, args: argparse.Namespace, suffix: str = "") -> str:
+    """The README section of ``task``: ``layer_selection:det`` with one teacher,
+    ``layer_selection:det-t0-1`` with teachers 0 and 1 (``suffix`` e.g. ``-angles``)."""
+    key = f"layer_selection:{task.name}"
+    if len(args.teacher_seeds) > 1:
+        key += "-t" + "-".join(map(str, args.teacher_seeds))
+    return key + suffix
+
+
 def write_report(
-    task: Task, args: argparse.Namespace, cmd: str, teachers: list[dict], results: list[dict]
-) -> str:
-    """The CSV, markdown and plot of ``task``; the section written to ``--readme``."""
+    task: Task, args: argparse.Namespace, cmd: str, teachers: list[dict], runs: list[Run],
+    results: list[dict],
+) -> str:  # fmt: skip
+    """The CSV, markdown and plots of ``task``: per teacher, the table, the comparison with
+    ``none`` and the plot; with several teachers also the comparison over all their runs (the
+    strategies pooled over teachers and seeds). Returns the section written to ``--readme``."""
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(args.out / f"layer_selection_{task.name}.csv", [*teachers, *results])
-    records = [*teachers, *results]
     seconds = [r["seconds"] for r in results if r["seconds"]]
     cost = (f"{sum(seconds) / 60:.1f} min of training recorded for {len(seconds)} student runs "
             f"({statistics_line(seconds)})" if seconds else "no timings recorded")  # fmt: skip
     epochs = results[0]["epochs"] if results else "-"
+    lr = f" at lr {args.lr:g}" if args.lr else ""
     note = (
-        f"{task.name}: students {epochs} epochs, teacher {teachers[0]['epochs']} epochs (seeds "
-        f"{[t['seed'] for t in teachers]}; seed {teachers[0]['seed']} teaches), student seeds "
-        f"{sorted({r['seed'] for r in results})}, {args.threads} thread(s) per run, {cost}"
+        f"{task.name}: students {epochs} epochs{lr}, teachers {teachers[0]['epochs']} epochs "
+        f"(seeds {[t['seed'] for t in teachers]}, each teaching its own students), student "
+        f"seeds {sorted({r['seed'] for r in results})}, {args.threads} thread(s) per run, {cost}"
     )
-    table = mean_std_table(records, LABELS, task.metric_label, task.scale, baseline="none")
-    comparison = comparison_table(task, results)
-    figure = args.figures / f"layer_selection_{task.name}_accuracy.png"
-    accuracy_plot(task, records, figure)
-    section = (f"```bash\n{cmd}\n```\n\n{note}.\n\n{table}\n\n{comparison}\n\n"
-               f"![accuracy per strategy](figures/{figure.name})")  # fmt: skip
+    alone = [rec for run, rec in zip(runs, results, strict=True) if run.teacher_seed is None]
+    parts = [f"```bash\n{cmd}\n```", f"{note}."]
+    several = len(teachers) > 1
+    for teacher in teachers:
+        taught = [rec for run, rec in zip(runs, results, strict=True)
+                  if run.teacher_seed == teacher["seed"]]  # fmt: skip
+        records = [teacher, *alone, *taught]
+        suffix = f"_t{teacher['seed']}" if several else ""
+        figure = args.figures / f"layer_selection_{task.name}{suffix}_accuracy.png"
+        accuracy_plot(task, records, figure)
+        table = mean_std_table(records, LABELS, task.metric_label, task.scale, baseline="none")
+        title = f"Teacher seed {teacher['seed']}:\n\n" if several else ""
+        parts += [f"{title}{table}", comparison_table(task, [*alone, *taught]),
+                  f"![accuracy per strategy](figures/{figure.name})"]  # fmt: skip
+    if several:
+        parts.append(
+            f"Over both teachers ({len(teachers)} teachers × {len(set(r['seed'] for r in alone))}"
+            f" seeds per strategy):\n\n{comparison_table(task, results)}"
+        )
+    section = "\n\n".join(parts)
     (args.out / f"layer_selection_{task.name}.md").write_text(
         f"# Layer-selection study ({task.name})\n\n{section}\n"
     )
     if args.readme is not None:
-        update_readme(args.readme, f"layer_selection:{task.name}", section)
+        update_readme(args.readme, readme_key(task, args), section)
     return section
 
 
@@ -387,13 +425,12 @@ def angles(task: Task, args: argparse.Namespace, cmd: str) -> str:
     import numpy as np
 
     teachers, runs = plan(task, args)
+    runs = [r for r in runs if r.teacher_seed == teachers[0].seed]  # the first teacher's
     if not teachers[0].checkpoint.is_file():
         raise SystemExit(f"--angles needs the teacher {teachers[0].checkpoint}")
     by_key: dict[str, dict[int, list[Any]]] = {}
     untrained_from = {}
     for run in runs:
-        if run.variant == "student":
-            continue
         untrained_from.setdefault(run.seed, run)
         if not run.finished():
             progress(f"angles: skip {run.name} (not trained)")
@@ -451,7 +488,7 @@ def angles(task: Task, args: argparse.Namespace, cmd: str) -> str:
                + f"\n\n![angle histograms](figures/{figure.name})")  # fmt: skip
     (args.out / f"layer_selection_{task.name}_angles.md").write_text(section + "\n")
     if args.readme is not None:
-        update_readme(args.readme, f"layer_selection:{task.name}-angles", section)
+        update_readme(args.readme, readme_key(task, args, "-angles"), section)
     return section
 
 
@@ -503,7 +540,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--task", choices=sorted(TASKS), default="cls")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--teacher-seeds", type=int, nargs="+", default=[0],
-                        help="teachers to train; the first one teaches")  # fmt: skip
+                        help="teachers to train, each teaching its own students; the angle "
+                             "step reads the first one's")  # fmt: skip
+    parser.add_argument("--lr", type=float, default=None,
+                        help="the students' learning rate (default: the config's)")  # fmt: skip
     parser.add_argument(
         "--strategies", nargs="+", choices=VARIANTS, default=list(VARIANTS), metavar="STRATEGY",
         help=f"subset of {', '.join(VARIANTS)}",
@@ -528,6 +568,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.lr is not None and not args.lr > 0:
+        parser.error(f"--lr must be a positive number, got {args.lr}")
+    if len(set(args.teacher_seeds)) != len(args.teacher_seeds):
+        parser.error(f"--teacher-seeds repeats a seed: {args.teacher_seeds}")
     for name in ("data_root", "work_root", "out", "figures"):
         setattr(args, name, getattr(args, name).resolve())
     args.variants = [v for v in VARIANTS if v in args.strategies]
@@ -544,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {run.name}\n(cd {REPO} && OMP_NUM_THREADS={args.threads} "
                   f"{shlex.join(run.command())})")  # fmt: skip
         return 0
-    key = f"layer_selection:{task.name}" + ("-angles" if args.angles else "")
+    key = readme_key(task, args, "-angles" if args.angles else "")
     if args.readme is not None:
         check_readme(args.readme, [key])
     if args.angles:
@@ -559,9 +603,10 @@ def main(argv: list[str] | None = None) -> int:
         total = len(teachers) + len(runs)
         done = sum(r.finished() for r in [*teachers, *runs])
         progress(f"{task.name}: {done} of {total} runs finished before; training the rest")
-        t_recs = [execute(t, args.threads) for t in teachers]
+        train_all(teachers, args.threads, args.lanes)
+        t_recs = [recorded(t) for t in teachers]
         results = train_all(runs, args.threads, args.lanes)
-    print(write_report(task, args, cmd, t_recs, results))
+    print(write_report(task, args, cmd, t_recs, runs, results))
     return 0
 
 

@@ -16,7 +16,11 @@ from torch import Tensor, nn
 from kd_det.connectors import AffineFreeBN, ProjectNorm
 from kd_det.distillers.term import DistillTerm
 from kd_det.losses import LogSumLoss, MSEFeatureLoss, SigmoidKDLoss, _fused
-from kd_det.losses._fused import fused_log_sum_pow_diff, fused_sigmoid_bce_sum
+from kd_det.losses._fused import (
+    fused_log_sum_pow_diff,
+    fused_sigmoid_bce_sum,
+    fused_squared_error_sum,
+)
 from kd_det.losses.feature import log_sum_pow
 
 # -- the composed references ----------------------------------------------------------------
@@ -173,6 +177,67 @@ def test_beta_path_is_unchanged() -> None:
     z, p = s, torch.sigmoid(t)
     ref = F.binary_cross_entropy_with_logits(z, p, reduction="none") * (z.sigmoid() - p).abs() ** 2
     torch.testing.assert_close(loss(s, t), ref.sum() / s.numel())
+
+
+# -- chunks, repeated backward, no gradient ---------------------------------------------------
+
+LOSSES = {
+    "mse": (lambda: MSEFeatureLoss(loss_weight=2.0), lambda a, b: reference_mse(a, b, 2.0)),
+    "log-sum": (lambda: LogSumLoss(alpha=4.0), lambda a, b: reference_log_sum(a, b, 4.0, 2.0, 1e-6)),
+    "log-sum-clamped": (
+        lambda: LogSumLoss(alpha=3.0, eps=0.3),
+        lambda a, b: reference_log_sum(a, b, 3.0, 2.0, 0.3),
+    ),
+    "sigmoid-kd": (
+        lambda: SigmoidKDLoss(tau=2.0, normalize="teacher_sum"),
+        lambda a, b: reference_sigmoid_kd(a, b, 2.0, 1.0, "teacher_sum"),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_chunked_sweeps_equal_the_composed_form(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Maps of several chunks with a remainder (the CPU path at full size), and a
+    non-contiguous input, give the composed values and gradients."""
+    monkeypatch.setattr(_fused, "CHUNK", 37)
+    make, reference = LOSSES[name]
+    s, t = maps(3, 5, 7, 6, seed=23, spread=2.0)  # 630 elements: 17 chunks, the last of 1
+    assert_same(make(), reference, s, t)
+    s_nc, t_nc = s.transpose(2, 3), t.transpose(2, 3)
+    assert not s_nc.is_contiguous()
+    assert_same(make(), reference, s_nc, t_nc)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_second_backward_gets_the_same_gradient(name: str) -> None:
+    """The gradient is scaled in place by the first backward; a second one through the same
+    graph (``retain_graph=True``) gets the same values in a new tensor and leaves the first
+    gradient alone."""
+    make, _ = LOSSES[name]
+    s, t = maps(2, 6, 4, 4, seed=29)
+    leaf = s.clone().requires_grad_(True)
+    value = 3.0 * make()(leaf * 1.0, t)  # a non-leaf input, as in a network
+    (first,) = torch.autograd.grad(value, leaf, retain_graph=True)
+    kept = first.clone()
+    (second,) = torch.autograd.grad(value, leaf, grad_outputs=torch.tensor(0.5))
+    torch.testing.assert_close(second, 0.5 * kept)
+    torch.testing.assert_close(first, kept)
+
+
+def test_no_gradient_is_computed_without_grad() -> None:
+    s, t = maps(2, 6, 4, 4, seed=31)
+    with torch.no_grad():
+        value = fused_squared_error_sum(s.requires_grad_(True), t)
+    assert value.grad_fn is None
+    torch.testing.assert_close(value, (s.detach() - t).pow(2).sum())
+    frozen, _ = fused_sigmoid_bce_sum(s.detach(), t, 1.0)  # an input without requires_grad
+    assert frozen.grad_fn is None
+
+
+def test_squared_error_gradcheck() -> None:
+    s, t = maps(2, 3, 2, 2, seed=37)
+    s, t = s.double().requires_grad_(True), t.double()
+    assert torch.autograd.gradcheck(lambda a: fused_squared_error_sum(a, t), (s,))
 
 
 # -- a whole term -----------------------------------------------------------------------------

@@ -1,40 +1,107 @@
-"""Fused arithmetic of the distillation losses: value and gradient in few passes over a map.
+"""Fused arithmetic of the distillation losses: value and gradient in one sweep over a map.
 
 Written as a chain of tensor operations, a loss reads and writes its whole input map once per
-operation and keeps several intermediate maps alive for the backward pass: ``log Σ |s − t|^α``
-as ``sub, abs, clamp, log, mul, logsumexp`` is about eight passes forward and as many
-backward, holding four map-sized tensors. The :class:`torch.autograd.Function` classes here
-compute the same value with an analytic gradient, in place where they own the buffer:
+operation, allocates a map-sized temporary for each, and keeps several of them alive for the
+backward pass: ``log Σ |s − t|^α`` as ``sub, abs, clamp, log, mul, logsumexp`` is about eight
+passes forward and as many backward, holding four map-sized tensors. The
+:class:`torch.autograd.Function` classes here compute the value **and the gradient** in the
+forward pass, over the flattened map in chunks of :data:`CHUNK` elements on the CPU (one chunk
+on an accelerator): every operation of a chunk runs on data still in cache, the temporaries
+are chunk-sized and reused, and the only map-sized tensor is the gradient itself, saved for the
+backward pass, which multiplies it in place by the incoming scalar (one pass):
 
-==================  =======================================  ===========================
-loss                forward passes                           backward passes
-==================  =======================================  ===========================
-log-sum             ``d = s − t``, ``max |d|``, ``d /= m``,  ``x^(α−1)`` (sign kept), one
-                    ``Σ x^α`` (one map saved: ``x``)         scale (two; four for odd α)
-sigmoid KD          ``σ(t)``, ``softplus(z)``,               ``σ(z)``, ``− p``, one scale
-                    ``− p·z`` in place, one sum (plus the
-                    teacher's sum for ``teacher_sum``)
-==================  =======================================  ===========================
+==================  ==========================================  =========================
+loss                forward, per chunk                          backward
+==================  ==========================================  =========================
+squared error       ``d = s − t`` (into the gradient), ``d·d``  ``g ·= 2·grad``
+log-sum             pass 1: ``d = s − t`` (into the gradient),  ``g ·= α·grad/(m·S)``
+                    ``max |d|``; pass 2: ``x = d/m``, ``Σ x^α``,
+                    ``x^(α−1)`` (sign kept)
+sigmoid KD          ``p = σ(t)``, ``softplus(z) − p·z`` summed,  ``g ·= grad/τ``
+                    ``σ(z) − p`` (into the gradient)
+==================  ==========================================  =========================
 
-Both equal the composed operations they replace up to float rounding (``tests/`` compares
-values and gradients on random inputs). They take float tensors of any dtype and device.
+Where the input does not need a gradient (``no_grad``, a frozen input) the gradient is not
+computed. A second backward through the same graph (``retain_graph=True``) gets a fresh tensor
+rescaled from the saved one. Each function equals the composed operations it replaces up to
+float rounding and summation order (``tests/test_fused_terms.py`` compares values and gradients
+on random inputs and ``gradcheck``\\ s them in float64). They take float tensors of any dtype
+and device; the second input is a constant target (no gradient).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["fused_log_sum_pow_diff", "fused_sigmoid_bce_sum"]
+__all__ = ["CHUNK", "fused_log_sum_pow_diff", "fused_sigmoid_bce_sum", "fused_squared_error_sum"]
 
+#: elements per chunk on the CPU: 256 KiB of float32, so that a chunk's operations stay in cache
+CHUNK = 1 << 16
 #: relative weight below which the ``eps`` clamp of the log-sum cannot change a float32 result
 _CLAMP_NEGLIGIBLE = 1e-9
 
 
-class _LogSumPowDiff(torch.autograd.Function):
+def _flat(x: Tensor) -> Tensor:
+    return x.detach().reshape(-1)
+
+
+def _spans(x: Tensor) -> Iterator[slice]:
+    """Slices of the flattened ``x``: :data:`CHUNK` elements each on the CPU, one elsewhere."""
+    n = x.numel()
+    step = CHUNK if x.device.type == "cpu" else max(n, 1)
+    for start in range(0, n, step):
+        yield slice(start, min(start + step, n))
+
+
+class _GradientInForward(torch.autograd.Function):
+    """The backward pass of the functions below: the gradient map ``g`` computed in the forward
+    pass, scaled in place by ``grad · ctx.factor``. A second backward (``retain_graph=True``)
+    returns a new tensor rescaled from the first one, so a gradient already handed on is never
+    written again."""
+
+    @staticmethod
+    def _scaled(ctx: Any, grad: Tensor) -> Tensor | None:
+        if ctx.gradient is None:
+            return None
+        scale = grad * ctx.factor
+        if ctx.applied is None:
+            ctx.applied = scale
+            return ctx.gradient.mul_(scale)
+        if not bool(ctx.applied != 0):
+            raise RuntimeError(
+                "a second backward through a fused kd_det loss whose first backward was scaled "
+                "by 0; recompute the loss instead of retain_graph=True"
+            )
+        return ctx.gradient * (scale / ctx.applied)
+
+
+class _SquaredErrorSum(_GradientInForward):
+    """``Σ (s − t)²``, gradient ``2 (s − t)`` for ``s`` only."""
+
+    @staticmethod
+    def forward(ctx: Any, s: Tensor, t: Tensor) -> Tensor:
+        sf, tf = _flat(s), _flat(t)
+        needs_grad = ctx.needs_input_grad[0]
+        out = torch.empty_like(sf) if needs_grad else None
+        total = sf.new_zeros(())
+        for span in _spans(sf):
+            d = torch.sub(sf[span], tf[span], out=None if out is None else out[span])
+            total += torch.dot(d, d)
+        ctx.gradient = None if out is None else out.view(s.shape)
+        ctx.factor, ctx.applied = 2.0, None
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None]:
+        return _SquaredErrorSum._scaled(ctx, grad), None
+
+
+class _LogSumPowDiff(_GradientInForward):
     """``L = log Σ_i max(|s_i − t_i|, eps)^α``, gradient for ``s`` only.
 
     With ``d = s − t``, ``m = max(max_i |d_i|, eps)`` and ``x = d / m`` (so ``|x| ≤ 1`` and no
@@ -45,43 +112,44 @@ class _LogSumPowDiff(torch.autograd.Function):
 
     When ``n · (eps/m)^α`` is below ``1e-9`` (``S ≥ 1``, the largest element alone counts 1),
     the clamp changes neither ``S`` nor any gradient by a float32 rounding step and is skipped:
-    ``S = ‖x‖_α^α`` and the gradient is ``α · x^(α−1)`` up to the sign, in one pass each. Only a
-    map whose differences are all within a few ``eps`` takes the clamped path.
+    ``S = ‖x‖_α^α`` and the gradient is ``α · x^(α−1)`` up to the sign. Only a map whose
+    differences are all within a few ``eps`` takes the clamped path.
     """
 
     @staticmethod
     def forward(ctx: Any, s: Tensor, t: Tensor, alpha: float, eps: float) -> Tensor:
-        x = torch.sub(s, t)
-        n = x.numel()
-        low, high = torch.aminmax(x)
-        m = torch.maximum(high, low.neg()).clamp_min(eps)
-        x.div_(m)
+        sf, tf = _flat(s), _flat(t)
+        d = torch.empty_like(sf)  # s − t, then the gradient
+        high = sf.new_zeros(())
+        for span in _spans(sf):  # pass 1: the differences and their largest magnitude
+            lo, hi = torch.aminmax(torch.sub(sf[span], tf[span], out=d[span]))
+            high = torch.maximum(high, torch.maximum(hi, lo.neg()))
+        m = high.clamp_min(eps)
         floor = eps / m
-        clamped = x.device.type != "cpu" or n * (eps / float(m)) ** alpha >= _CLAMP_NEGLIGIBLE
-        if clamped:  # exact clamp (also where reading m back would stall an accelerator)
-            a = x.abs().clamp_min_(floor)
-            total = _power_sum(a, alpha)
-        else:
-            a = None
-            total = _power_sum(x, alpha)
-        ctx.alpha = alpha
-        ctx.clamped = clamped
-        ctx.save_for_backward(x, a, m, total, floor)
+        n = sf.numel()
+        clamped = sf.device.type != "cpu" or n * (eps / float(m)) ** alpha >= _CLAMP_NEGLIGIBLE
+        needs_grad = ctx.needs_input_grad[0]
+        total = sf.new_zeros(())
+        for span in _spans(sf):  # pass 2: x = d/m, Σ x^α and x^(α−1) in place
+            x = d[span].div_(m)
+            if clamped:  # exact clamp (also where reading m back would stall an accelerator)
+                a = x.abs().clamp_min_(floor)
+                total += _power_sum(a, alpha)
+                if needs_grad:
+                    g = a.pow_(alpha - 1.0).copysign_(x)
+                    g.masked_fill_(x.abs() < floor, 0.0)  # |d| < eps: no gradient
+                    x.copy_(g)
+            else:
+                total += _power_sum(x, alpha)
+                if needs_grad:
+                    _signed_power_(x, alpha - 1.0)
+        ctx.gradient = d.view(s.shape) if needs_grad else None
+        ctx.factor, ctx.applied = alpha / (m * total), None
         return alpha * torch.log(m) + torch.log(total)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None]:
-        x, a, m, total, floor = ctx.saved_tensors
-        alpha = ctx.alpha
-        scale = grad * alpha / (m * total)
-        if ctx.clamped:
-            out = a.pow(alpha - 1.0).copysign_(x)
-            out.masked_fill_(x.abs() < floor, 0.0)  # |d| < eps: the clamp passes no gradient
-        elif float(alpha).is_integer() and int(alpha) % 2 == 0:
-            out = x.pow(alpha - 1.0)  # odd power: the sign comes with it
-        else:
-            out = x.abs().pow_(alpha - 1.0).copysign_(x)
-        return out.mul_(scale), None, None, None
+        return _LogSumPowDiff._scaled(ctx, grad), None, None, None
 
 
 def _power_sum(x: Tensor, alpha: float) -> Tensor:
@@ -93,13 +161,14 @@ def _power_sum(x: Tensor, alpha: float) -> Tensor:
     return torch.linalg.vector_norm(x, ord=alpha).pow(alpha)
 
 
-def fused_log_sum_pow_diff(s: Tensor, t: Tensor, alpha: float, eps: float) -> Tensor:
-    """``log Σ max(|s − t|, eps)^α`` (a scalar) with the gradient for ``s`` in one pass; see
-    :class:`_LogSumPowDiff`. ``t`` is treated as a constant."""
-    return _LogSumPowDiff.apply(s, t.detach(), float(alpha), float(eps))
+def _signed_power_(x: Tensor, power: float) -> Tensor:
+    """``sign(x) · |x|^power`` in place."""
+    if float(power).is_integer() and int(power) % 2 == 1:
+        return x.pow_(power)  # odd power: the sign comes with it
+    return x.copy_(x.abs().pow_(power).copysign_(x))
 
 
-class _SigmoidBCESum(torch.autograd.Function):
+class _SigmoidBCESum(_GradientInForward):
     """``Σ BCE(σ(z), σ(u))`` with ``z = s/τ``, ``u = t/τ``, gradient for ``s`` only.
 
     ``BCE(σ(z), p) = softplus(z) − p·z`` (the stable form of ``−p·log σ(z) −
@@ -110,30 +179,45 @@ class _SigmoidBCESum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, s: Tensor, t: Tensor, tau: float, teacher_sum: bool) -> tuple:
-        if tau == 1.0:
-            z, p = s, torch.sigmoid(t)
-            conf = p.sum() if teacher_sum else p.new_zeros(())
-        else:
-            z, p = s / tau, torch.sigmoid(t / tau)
-            conf = torch.sigmoid(t).sum() if teacher_sum else p.new_zeros(())
-        elementwise = F.softplus(z).addcmul_(p, z, value=-1.0)
-        total = elementwise.sum()
-        del elementwise
-        ctx.tau = tau
-        ctx.save_for_backward(z, p)
+        sf, tf = _flat(s), _flat(t)
+        needs_grad = ctx.needs_input_grad[0]
+        out = torch.empty_like(sf) if needs_grad else None
+        total, conf = sf.new_zeros(()), sf.new_zeros(())
+        for span in _spans(sf):
+            z, u = sf[span], tf[span]
+            if tau != 1.0:
+                z, u = z / tau, u / tau
+            p = torch.sigmoid(u)
+            if teacher_sum:
+                conf += (p if tau == 1.0 else torch.sigmoid(tf[span])).sum()
+            total += F.softplus(z).addcmul_(p, z, value=-1.0).sum()
+            if out is not None:
+                torch.sigmoid(z, out=out[span]).sub_(p)
+        ctx.gradient = None if out is None else out.view(s.shape)
+        ctx.factor, ctx.applied = 1.0 / tau, None
         ctx.mark_non_differentiable(conf)
         return total, conf
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor, _: Tensor | None) -> tuple[Tensor, None, None, None]:
-        z, p = ctx.saved_tensors
-        scale = grad / ctx.tau if ctx.tau != 1.0 else grad
-        return torch.sigmoid(z).sub_(p).mul_(scale), None, None, None
+    def backward(ctx: Any, grad: Tensor, _: Tensor | None) -> tuple[Tensor | None, None, None, None]:
+        return _SigmoidBCESum._scaled(ctx, grad), None, None, None
+
+
+def fused_squared_error_sum(s: Tensor, t: Tensor) -> Tensor:
+    """``Σ (s − t)²`` (a scalar) with the gradient for ``s`` computed in the same sweep; see
+    :class:`_SquaredErrorSum`. ``t`` is treated as a constant."""
+    return _SquaredErrorSum.apply(s, t.detach())
+
+
+def fused_log_sum_pow_diff(s: Tensor, t: Tensor, alpha: float, eps: float) -> Tensor:
+    """``log Σ max(|s − t|, eps)^α`` (a scalar) with the gradient for ``s`` computed in the
+    same sweeps; see :class:`_LogSumPowDiff`. ``t`` is treated as a constant."""
+    return _LogSumPowDiff.apply(s, t.detach(), float(alpha), float(eps))
 
 
 def fused_sigmoid_bce_sum(
     s: Tensor, t: Tensor, tau: float, teacher_sum: bool = False
 ) -> tuple[Tensor, Tensor]:
-    """``(Σ BCE(σ(s/τ), σ(t/τ)), Σ σ(t) or 0)``, gradient for ``s``; see
-    :class:`_SigmoidBCESum`. ``t`` is treated as a constant."""
+    """``(Σ BCE(σ(s/τ), σ(t/τ)), Σ σ(t) or 0)``, gradient for ``s`` computed in the same
+    sweep; see :class:`_SigmoidBCESum`. ``t`` is treated as a constant."""
     return _SigmoidBCESum.apply(s, t.detach(), float(tau), bool(teacher_sum))

@@ -14,10 +14,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kd_det.losses._fused import fused_log_sum_pow_diff
+from kd_det.losses._fused import fused_log_sum_pow_diff, fused_squared_error_sum
 from kd_det.registry import MODELS, check_number
 
 __all__ = [
@@ -79,8 +78,9 @@ class MSEFeatureLoss(nn.Module):
     """Feature imitation (hint) loss of "FitNets: Hints for Thin Deep Nets" (Romero et al., ICLR
     2015, arXiv:1412.6550).
 
-    ``L = w · mean((s − t)²)`` over all elements, by :func:`torch.nn.functional.mse_loss`
-    (one fused kernel for the gradient ``2 · w · (s − t) / n``).
+    ``L = w · mean((s − t)²)`` over all elements, the target a constant (detached). The value
+    and the gradient ``2 · w · (s − t) / n`` come from one sweep over the map
+    (:func:`kd_det.losses._fused.fused_squared_error_sum`).
     """
 
     input_kind: ClassVar[str] = "features"
@@ -92,7 +92,7 @@ class MSEFeatureLoss(nn.Module):
     def forward(self, student: Tensor, teacher: Tensor) -> Tensor:
         """Return the weighted mean squared difference."""
         s, t = check_pair(student, teacher, name=type(self).__name__)
-        return self.loss_weight * F.mse_loss(s, t)
+        return self.loss_weight * fused_squared_error_sum(s, t) / s.numel()
 
 
 @MODELS.register_module()

@@ -8,6 +8,8 @@ functions are also checked against finite differences in float64 (``gradcheck``)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -22,6 +24,9 @@ from kd_det.losses._fused import (
     fused_squared_error_sum,
 )
 from kd_det.losses.feature import log_sum_pow
+from tools import bench_losses
+
+REPO = Path(__file__).resolve().parents[1]
 
 # -- the composed references ----------------------------------------------------------------
 
@@ -304,3 +309,17 @@ def test_project_norm_identity_parts_pass_features_through() -> None:
     out_s, out_t = conn(s, t7)
     torch.testing.assert_close(out_s, F.conv2d(s, conn.projector.weight))
     assert out_t is t7
+
+
+# -- tools/bench_losses.py --------------------------------------------------------------------
+
+
+def test_bench_losses_times_every_form(capsys: pytest.CaptureFixture[str]) -> None:
+    previous = REPO / "kd_det" / "losses" / "_fused.py"
+    assert bench_losses.main(["--size", "digits", "--reps", "1", "--previous", str(previous)]) == 0
+    out = capsys.readouterr().out
+    assert "| loss | composed ms | previous ms | kd_det ms | kd_det / composed |" in out
+    for name in ("MSE", "log-sum, α 4", "sigmoid KD, teacher_sum"):
+        assert f"| {name} |" in out
+    with pytest.raises(SystemExit, match="--previous: no file"):
+        bench_losses.main(["--size", "digits", "--previous", str(REPO / "missing.py")])

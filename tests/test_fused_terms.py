@@ -323,3 +323,6 @@ def test_bench_losses_times_every_form(capsys: pytest.CaptureFixture[str]) -> No
         assert f"| {name} |" in out
     with pytest.raises(SystemExit, match="--previous: no file"):
         bench_losses.main(["--size", "digits", "--previous", str(REPO / "missing.py")])
+    with pytest.raises(SystemExit):
+        bench_losses.main(["--step", "configs/srd/srd_retinanet-w32-w8_fpn_24e_digits.py"])
+    assert "--step compares with --previous" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 
     python tools/bench_losses.py [--size full|digits] [--reps 5] [--threads 1]
                                  [--previous OLD_FUSED.py]
+    python tools/bench_losses.py --step CONFIG --previous OLD_FUSED.py [--reps 40]
+                                 [--batch-size 8] [--data-root DIR] [--cfg-options k=v ...]
 
 For each loss (MSE, SRD's log-sum at α = 4, sigmoid KD normalised by the teacher's sum) the
 forward and backward over every FPN level of one batch, on random maps of the real shapes:
@@ -16,20 +18,28 @@ Columns: the composed chain of tensor operations (``F.mse_loss``, ``log Σ`` thr
 ``--previous`` a ``kd_det/losses/_fused.py`` saved from another commit
 (``git show COMMIT:kd_det/losses/_fused.py > old.py``), all interleaved rep by rep; CPU-time
 medians (process time) on the CPU. Each run also checks that the three give the same value.
+
+With ``--step CONFIG`` the whole training step instead: the lower bound (student step + teacher
+forward, as in ``tools/benchmark.py``), the distillation step with kd_det's losses and the same
+step with the ``--previous`` fused log-sum and sigmoid KD and ``F.mse_loss`` swapped in,
+interleaved round by round on the same batches (random weights, learning rate 0: the weights
+stay put, so every round times the same arithmetic).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
 import torch
 import torch.nn.functional as F
+from mmengine.config import DictAction
 from torch import Tensor
 
 from kd_det.losses import LogSumLoss, MSEFeatureLoss, SigmoidKDLoss
@@ -147,6 +157,60 @@ def report(rows: list[dict[str, object]], size: str, reps: int) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def previous_losses(previous: ModuleType) -> Iterator[None]:
+    """kd_det's loss modules computing with ``previous``'s fused functions (and MSE with
+    ``F.mse_loss``) inside the block."""
+    import kd_det.losses.feature as feature
+    import kd_det.losses.sigmoid_kd as sigmoid_kd
+
+    def mse(self: MSEFeatureLoss, student: Tensor, teacher: Tensor) -> Tensor:
+        s, t = feature.check_pair(student, teacher, name="MSEFeatureLoss")
+        return self.loss_weight * F.mse_loss(s, t)
+
+    saved = (feature.fused_log_sum_pow_diff, sigmoid_kd.fused_sigmoid_bce_sum,
+             MSEFeatureLoss.forward)  # fmt: skip
+    feature.fused_log_sum_pow_diff = previous.fused_log_sum_pow_diff
+    sigmoid_kd.fused_sigmoid_bce_sum = previous.fused_sigmoid_bce_sum
+    MSEFeatureLoss.forward = mse  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        (feature.fused_log_sum_pow_diff, sigmoid_kd.fused_sigmoid_bce_sum,
+         MSEFeatureLoss.forward) = saved  # fmt: skip
+
+
+def step_report(args: argparse.Namespace, previous: ModuleType) -> str:
+    """The ``--step`` mode: bound, current and previous distillation steps, interleaved."""
+    from kd_det.benchmark import build_steps, load_config, prepare, time_interleaved
+
+    options = {"model.teacher_ckpt": None, "optim_wrapper.optimizer.lr": 0.0,
+               **(args.cfg_options or {})}  # fmt: skip
+    cfg = load_config(args.step, options, args.batch_size, args.data_root)
+    distiller, batches = prepare(cfg, "cpu", 4, 0)
+    steps = build_steps(distiller, cfg.optim_wrapper)
+
+    def before(batch: object) -> None:
+        with previous_losses(previous):
+            steps["distill"](batch)
+
+    modes = {"bound": steps["bound"], "kd_det": steps["distill"], "previous": before}
+    times = time_interleaved(modes, batches, 2, args.reps, "cpu")
+    medians = {m: statistics.median(v) for m, v in times.cpu_ms.items()}
+    lines = [
+        f"{args.step}: {args.reps} rounds after 2 warm-up, CPU-time medians, "
+        f"{torch.get_num_threads()} thread(s), modes interleaved",
+        "",
+        "| mode | CPU ms | IQR ms | / bound |",
+        "|---|---|---|---|",
+    ]
+    for mode, values in times.cpu_ms.items():
+        q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+        lines.append(f"| {mode} | {medians[mode]:.1f} | {q[2] - q[0]:.1f} "
+                     f"| {medians[mode] / medians['bound']:.3f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
@@ -154,13 +218,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--previous", type=Path, default=None,
                         help="a kd_det/losses/_fused.py from another commit")  # fmt: skip
+    parser.add_argument("--step", default=None, metavar="CONFIG",
+                        help="time whole training steps of this distillation config")  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=None, help="(--step) batch size")
+    parser.add_argument("--data-root", default=None, help="(--step) train data root")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default=None,
+                        help="(--step) config overrides")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.step and not args.previous:
+        parser.error("--step compares with --previous OLD_FUSED.py; give one")
     if args.reps < 1:
         parser.error(f"--reps must be >= 1, got {args.reps}")
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     previous = load_previous(args.previous) if args.previous else None
+    if args.step:
+        print(step_report(args, previous))  # type: ignore[arg-type]
+        return 0
     print(report(run(args.size, args.reps, previous), args.size, args.reps))
     return 0
 

@@ -271,6 +271,31 @@ def test_angles_per_student_layer() -> None:
     assert a.mean_matrix[0, 1] != pytest.approx(fitted.mean_matrix[0, 1])
 
 
+def test_angles_are_saved_loaded_and_cached(tmp_path: Path) -> None:
+    """The angle step keeps each student's angles beside its run: a second step reads them
+    back (same arrays, no recomputation), so an interrupted angle step resumes."""
+    g = torch.Generator().manual_seed(1)
+    s, ts = _maps(g, 4)
+    layers = layer_angles_per_student_layer(
+        [s], ts, [s], ts, ["a"], ["t0", "t1", "t2"], adapters={(0, 2): torch.randn(6, 4)},
+        positions_per_image=3, seed=0,
+    )  # fmt: skip
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return layers
+
+    path = tmp_path / "run" / "angles.npz"
+    first = study.cached_angles(path, "run", compute)
+    again = study.cached_angles(path, "run", compute)
+    assert len(calls) == 1 and first is layers
+    (got,) = again
+    assert got.summary() == layers[0].summary() and got.teacher_layers == ["t0", "t1", "t2"]
+    for name in ("cosines", "acute_per_image", "mean_matrix", "random_cosines"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(layers[0], name))
+
+
 def test_angles_refuse_mismatched_inputs() -> None:
     x = torch.zeros(1, 2, 2, 2)
     with pytest.raises(ValueError, match="one of each per student layer"):

@@ -28,9 +28,11 @@ adapters of a distiller's term.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -80,6 +82,31 @@ class LayerAngles:
     trained: list[int] = field(default_factory=list)
     random_cosines: np.ndarray = field(default_factory=lambda: np.zeros(0))
     random_acute: float = float("nan")
+
+    _ARRAYS = ("cosines", "acute_per_image", "mean_matrix", "random_cosines")
+
+    @staticmethod
+    def save_all(layers: Sequence[LayerAngles], path: str | Path) -> None:
+        """Write ``layers`` (one student layer each) to the ``.npz`` file ``path``: arrays as
+        arrays, the rest as JSON (loadable without pickle)."""
+        arrays: dict[str, np.ndarray] = {}
+        meta = []
+        for i, layer in enumerate(layers):
+            meta.append(dict(student_layer=layer.student_layer, teacher_layers=layer.teacher_layers,
+                             width=layer.width, acute=layer.acute, trained=layer.trained,
+                             random_acute=layer.random_acute))  # fmt: skip
+            arrays.update({f"{i}.{name}": getattr(layer, name) for name in LayerAngles._ARRAYS})
+        np.savez_compressed(path, meta=np.array(json.dumps(meta)), **arrays)
+
+    @staticmethod
+    def load_all(path: str | Path) -> list[LayerAngles]:
+        """The layers :meth:`save_all` wrote to ``path``."""
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            return [
+                LayerAngles(**m, **{name: data[f"{i}.{name}"] for name in LayerAngles._ARRAYS})
+                for i, m in enumerate(meta)
+            ]
 
     def summary(self) -> dict:
         """JSON-ready numbers (no per-position arrays)."""

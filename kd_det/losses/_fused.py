@@ -199,7 +199,9 @@ class _SigmoidBCESum(_GradientInForward):
         return total, conf
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor, _: Tensor | None) -> tuple[Tensor | None, None, None, None]:
+    def backward(
+        ctx: Any, grad: Tensor, _: Tensor | None
+    ) -> tuple[Tensor | None, None, None, None]:
         return _SigmoidBCESum._scaled(ctx, grad), None, None, None
 
 

@@ -53,6 +53,7 @@ import math
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -419,6 +420,22 @@ def run_angles(run: Run, teacher_ckpt: Path, trained: bool, seed: int) -> list[A
     )
 
 
+def cached_angles(path: Path, name: str, compute: Callable[[], list[Any]]) -> list[Any]:
+    """The angles of one student, from ``path`` if an earlier angle step wrote it (the step
+    resumes), else computed and written there."""
+    from kd_det.analysis.layer_selection import LayerAngles
+
+    if path.is_file():
+        progress(f"angles: {name} (from {path.name})")
+        return LayerAngles.load_all(path)
+    start = time.time()
+    layers = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    LayerAngles.save_all(layers, path)
+    progress(f"angles: {name} ({time.time() - start:.0f} s)")
+    return layers
+
+
 def angles(task: Task, args: argparse.Namespace, cmd: str) -> str:
     """The angle step: every finished strategy run of ``--seeds`` and the untrained student of
     each seed; JSON, markdown table and histograms."""
@@ -430,21 +447,21 @@ def angles(task: Task, args: argparse.Namespace, cmd: str) -> str:
         raise SystemExit(f"--angles needs the teacher {teachers[0].checkpoint}")
     by_key: dict[str, dict[int, list[Any]]] = {}
     untrained_from = {}
+    root = args.work_root / task.name
     for run in runs:
         untrained_from.setdefault(run.seed, run)
         if not run.finished():
             progress(f"angles: skip {run.name} (not trained)")
             continue
-        start = time.time()
-        by_key.setdefault(run.variant, {})[run.seed] = run_angles(
-            run, teachers[0].checkpoint, True, run.seed
-        )
-        progress(f"angles: {run.name} ({time.time() - start:.0f} s)")
+        by_key.setdefault(run.variant, {})[run.seed] = cached_angles(
+            run.work_dir / "angles.npz", run.name,
+            lambda r=run: run_angles(r, teachers[0].checkpoint, True, r.seed),
+        )  # fmt: skip
     for seed, run in untrained_from.items():
-        by_key.setdefault("untrained", {})[seed] = run_angles(
-            run, teachers[0].checkpoint, False, seed
-        )
-        progress(f"angles: untrained student seed {seed}")
+        by_key.setdefault("untrained", {})[seed] = cached_angles(
+            root / "untrained" / f"seed{seed}" / "angles.npz", f"untrained student seed {seed}",
+            lambda r=run, s=seed: run_angles(r, teachers[0].checkpoint, False, s),
+        )  # fmt: skip
     if not by_key:
         raise SystemExit("--angles: no finished strategy run")
     summary = {

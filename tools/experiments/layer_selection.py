@@ -265,7 +265,9 @@ def accuracy_plot(task: Task, records: list[dict[str, Any]], path: Path) -> None
         ax.legend(loc="lower right", fontsize=8)
     ax.set_xticks(range(len(order)), order, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel(task.metric_label)
-    ax.set_title(f"digits {task.name}: mean ± std over seeds, dots = seeds", fontsize=9)
+    teacher = next((r for r in records if r["variant"] == "teacher"), None)
+    taught = f", teacher seed {teacher['seed']}" if teacher else ""
+    ax.set_title(f"digits {task.name}{taught}: mean ± std over seeds, dots = seeds", fontsize=9)
     names = list(PAPER)
     axp.bar(range(len(names)), [PAPER[n] for n in names], color="C1")
     axp.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)

@@ -65,6 +65,13 @@ class _GradientInForward(torch.autograd.Function):
     written again."""
 
     @staticmethod
+    def _keep(ctx: Any, gradient: Tensor | None, shape: torch.Size, factor: Any) -> None:
+        """Keep the flat ``gradient`` (None: no input needs one) for the backward pass, with the
+        factor its scale carries beside the incoming ``grad``."""
+        ctx.gradient = None if gradient is None else gradient.view(shape)
+        ctx.factor, ctx.applied = factor, None
+
+    @staticmethod
     def _scaled(ctx: Any, grad: Tensor) -> Tensor | None:
         if ctx.gradient is None:
             return None
@@ -92,8 +99,7 @@ class _SquaredErrorSum(_GradientInForward):
         for span in _spans(sf):
             d = torch.sub(sf[span], tf[span], out=None if out is None else out[span])
             total += torch.dot(d, d)
-        ctx.gradient = None if out is None else out.view(s.shape)
-        ctx.factor, ctx.applied = 2.0, None
+        _SquaredErrorSum._keep(ctx, out, s.shape, 2.0)
         return total
 
     @staticmethod
@@ -143,8 +149,7 @@ class _LogSumPowDiff(_GradientInForward):
                 total += _power_sum(x, alpha)
                 if needs_grad:
                     _signed_power_(x, alpha - 1.0)
-        ctx.gradient = d.view(s.shape) if needs_grad else None
-        ctx.factor, ctx.applied = alpha / (m * total), None
+        _LogSumPowDiff._keep(ctx, d if needs_grad else None, s.shape, alpha / (m * total))
         return alpha * torch.log(m) + torch.log(total)
 
     @staticmethod
@@ -193,8 +198,7 @@ class _SigmoidBCESum(_GradientInForward):
             total += F.softplus(z).addcmul_(p, z, value=-1.0).sum()
             if out is not None:
                 torch.sigmoid(z, out=out[span]).sub_(p)
-        ctx.gradient = None if out is None else out.view(s.shape)
-        ctx.factor, ctx.applied = 1.0 / tau, None
+        _SigmoidBCESum._keep(ctx, out, s.shape, 1.0 / tau)
         ctx.mark_non_differentiable(conf)
         return total, conf
 

@@ -189,6 +189,12 @@ def summarise(values: Sequence[float]) -> tuple[float, float]:
     return mean, std
 
 
+def teachers_suffix(seeds: Sequence[int]) -> str:
+    """What a study's README key adds when it has several teachers: ``'-t0-1'`` for seeds 0
+    and 1, nothing for one."""
+    return "-t" + "-".join(map(str, seeds)) if len(seeds) > 1 else ""
+
+
 def gap_closed(mean: float, base: float, gap: float) -> str:
     """``100 · (mean − base) / gap`` rounded, as table text; ``'–'`` when there is no gap (a
     teacher no better than the baseline closes nothing that can be counted)."""

@@ -58,6 +58,7 @@ from tools.experiments.common import (  # noqa: E402
     recorded,
     schedule_options,
     summarise,
+    teachers_suffix,
     train_all,
     update_readme,
     write_csv,
@@ -212,10 +213,9 @@ def plan(
 def readme_key(task: Task, args: argparse.Namespace) -> str:
     """The README section of ``task``'s tables: its student epochs and, with several
     teachers, their seeds (``feature_kd:det-4ep-t0-1``)."""
-    key = f"feature_kd:{task.name}-{student_epochs(task, args)}ep"
-    if len(args.teacher_seed) > 1:
-        key += "-t" + "-".join(map(str, args.teacher_seed))
-    return key
+    return f"feature_kd:{task.name}-{student_epochs(task, args)}ep" + teachers_suffix(
+        args.teacher_seed
+    )
 
 
 @dataclass(frozen=True)

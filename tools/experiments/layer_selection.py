@@ -22,8 +22,9 @@ all2one-deep       every student block ↔ teacher block 15 (the last)
 
 A teacher is trained for each of ``--teacher-seeds`` and teaches its own set of students (the
 student alone is shared); every run is a ``tools/train.py`` subprocess (``--cfg-options`` for
-the seed, schedule, learning rate, data root, teacher checkpoint and mapper seed). Finished runs are skipped, so an interrupted study resumes where it
-stopped; ``--lanes N`` trains N runs at a time. Steps:
+the seed, schedule, learning rate, data root, teacher checkpoint and mapper seed). Finished runs
+are skipped, so an interrupted study resumes where it stopped; ``--lanes N`` trains N runs at a
+time. Steps:
 
 * train (default): every run not yet finished, then the report;
 * report (``--report-only``): from finished runs only: ``<out>/layer_selection_<task>.csv``,
@@ -70,6 +71,7 @@ from tools.experiments.common import (  # noqa: E402
     recorded,
     schedule_options,
     summarise,
+    teachers_suffix,
     train_all,
     update_readme,
     write_csv,
@@ -282,10 +284,7 @@ def accuracy_plot(task: Task, records: list[dict[str, Any]], path: Path) -> None
 def readme_key(task: Task, args: argparse.Namespace, suffix: str = "") -> str:
     """The README section of ``task``: ``layer_selection:det`` with one teacher,
     ``layer_selection:det-t0-1`` with teachers 0 and 1 (``suffix`` e.g. ``-angles``)."""
-    key = f"layer_selection:{task.name}"
-    if len(args.teacher_seeds) > 1:
-        key += "-t" + "-".join(map(str, args.teacher_seeds))
-    return key + suffix
+    return f"layer_selection:{task.name}{teachers_suffix(args.teacher_seeds)}{suffix}"
 
 
 def write_report(
@@ -622,8 +621,7 @@ def main(argv: list[str] | None = None) -> int:
         total = len(teachers) + len(runs)
         done = sum(r.finished() for r in [*teachers, *runs])
         progress(f"{task.name}: {done} of {total} runs finished before; training the rest")
-        train_all(teachers, args.threads, args.lanes)
-        t_recs = [recorded(t) for t in teachers]
+        t_recs = train_all(teachers, args.threads, args.lanes)
         results = train_all(runs, args.threads, args.lanes)
     print(write_report(task, args, cmd, t_recs, runs, results))
     return 0

@@ -326,3 +326,8 @@ def test_bench_losses_times_every_form(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit):
         bench_losses.main(["--step", "configs/srd/srd_retinanet-w32-w8_fpn_24e_digits.py"])
     assert "--step compares with --previous" in capsys.readouterr().err
+    for option, message in (("--reps", "--reps must be >= 1, got 0"),
+                            ("--threads", "--threads must be >= 1, got 0")):  # fmt: skip
+        with pytest.raises(SystemExit):
+            bench_losses.main(["--size", "digits", option, "0"])
+        assert message in capsys.readouterr().err

@@ -284,6 +284,11 @@ class MemoryResult:
     ``baseline_mb`` is what was in use just before the first step (models on the device, the
     preprocessed batches); ``step_mb = peak_mb - baseline_mb`` is what the training steps
     added on top: activations, gradients, optimizer state, teacher features.
+
+    ``tensor_step_mb`` (CPU): the most tensor memory the steps held at once over what was
+    allocated before them, from the torch profiler's allocation events in a second run of the
+    same steps. It counts tensors only, exactly, where RSS also counts what the allocator
+    keeps after a free, so it is the CPU's counterpart of the CUDA ``step_mb``.
     """
 
     kind: str
@@ -292,6 +297,7 @@ class MemoryResult:
     baseline_mb: float | None
     step_mb: float | None
     peak_before_steps_mb: float | None = None
+    tensor_step_mb: float | None = None
 
 
 def _proc_status_bytes(key: str) -> int | None:
@@ -321,6 +327,27 @@ def _max_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
 
 
+def cpu_tensor_peak(step: Step, batches: Sequence[Batch], steps: int) -> float | None:
+    """The most bytes of CPU tensors that ``steps`` calls of ``step`` held at once, over what
+    was allocated before them: the running sum of the torch profiler's allocation and free
+    events (a free of a tensor allocated before profiling is not an event, so the first step
+    should not free anything older than itself that matters). None where this torch's
+    profiler does not report allocation events."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=activities, profile_memory=True) as prof:
+        for i in range(steps):
+            step(batches[i % len(batches)])
+    results = getattr(prof.profiler, "kineto_results", None)
+    if results is None:
+        return None
+    sizes = [
+        e.nbytes()
+        for e in results.events()
+        if e.name() == "[memory]" and str(e.device_type()) == "DeviceType.CPU"
+    ]
+    return float(np.max(np.cumsum(sizes), initial=0)) if sizes else None
+
+
 def measure_memory(step: Step, batches: Sequence[Batch], steps: int, device: str) -> MemoryResult:
     """Run ``step`` ``steps`` times (cycling ``batches``) and report its peak memory. Meant
     for a process that runs only this mode: memory freed by one mode stays resident (the
@@ -345,8 +372,14 @@ def measure_memory(step: Step, batches: Sequence[Batch], steps: int, device: str
             step(batches[i % len(batches)])
         peak = _proc_status_bytes("VmHWM")
         assert peak is not None
+        tensors = cpu_tensor_peak(step, batches, steps)
         return MemoryResult(
-            "cpu_peak_rss", steps, peak / MIB, baseline_rss / MIB, (peak - baseline_rss) / MIB
+            "cpu_peak_rss",
+            steps,
+            peak / MIB,
+            baseline_rss / MIB,
+            (peak - baseline_rss) / MIB,
+            tensor_step_mb=None if tensors is None else tensors / MIB,
         )
     # No resettable peak (not Linux): the lifetime high-water mark, which includes the build.
     before = _max_rss_bytes()
@@ -416,6 +449,31 @@ def key_ratio(ratios: dict[str, float]) -> str:
     return "mutual/bound" if "mutual/bound" in ratios else "distill/bound"
 
 
+def paired_ratio_interval(
+    num: Sequence[float],
+    den: Sequence[float],
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """``(median, low, high)`` of the per-round ratios ``num[i] / den[i]``, with a
+    percentile-bootstrap interval at ``level`` of that median.
+
+    Round ``i`` ran both modes on the same batch one right after the other, so a costly batch
+    or a slow spell of the machine weighs on both and cancels in their ratio; a ratio of two
+    medians keeps both sources of spread. The interval says how far the run pins the ratio
+    down: a target is shown met only when ``high`` is below it.
+    """
+    if len(num) != len(den) or not len(num):
+        raise ValueError(f"need equally many rounds of both modes, got {len(num)} and {len(den)}")
+    ratios = np.asarray(num, dtype=float) / np.asarray(den, dtype=float)
+    picks = np.random.default_rng(seed).integers(0, len(ratios), (resamples, len(ratios)))
+    medians = np.median(ratios[picks], axis=1)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(medians, [tail, 100 - tail])
+    return float(np.median(ratios)), float(low), float(high)
+
+
 @dataclass
 class BenchmarkResult:
     """Everything one benchmark run measured: per-mode times (and memory, when measured) and
@@ -431,11 +489,26 @@ class BenchmarkResult:
     modes: dict[str, ModeResult]
     ratios: dict[str, float] = field(init=False)
     cpu_ratios: dict[str, float] | None = field(init=False)
+    # the step over its bound round by round (CPU time on CPU, wall time elsewhere): median
+    # and 95 % bootstrap interval (paired_ratio_interval)
+    paired: tuple[float, float, float] = field(init=False)
 
     def __post_init__(self) -> None:
         self.ratios = ratios_of({m: r.median_ms for m, r in self.modes.items()})
         cpu = {m: r.cpu_median_ms for m, r in self.modes.items()}
         self.cpu_ratios = None if None in cpu.values() else ratios_of(cpu)  # type: ignore[arg-type]
+        step, bound = (
+            self.modes["mutual" if "mutual" in self.modes else "distill"],
+            self.modes["bound"],
+        )
+        use_cpu = self.cpu_ratios is not None and torch.device(self.device).type == "cpu"
+        self.paired = paired_ratio_interval(
+            *(
+                (step.cpu_times_ms, bound.cpu_times_ms)
+                if use_cpu
+                else (step.times_ms, bound.times_ms)
+            )
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""

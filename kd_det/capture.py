@@ -164,6 +164,11 @@ class FeatureRecorder:
         """Drop the recorded tensors (and call counts) so that nothing keeps them alive."""
         self.records, self.calls, self._last = {}, {}, None
 
+    def release(self, targets: Sequence[Target]) -> None:
+        """Drop the recorded tensors of ``targets`` (their call counts stay)."""
+        for target in targets:
+            self.records.pop(target, None)
+
     def counts(self) -> dict[Target, int]:
         """How many tensors each target recorded in the last recording (0 if it did not run)."""
         return {t: len(self.records.get(t, ())) for t in self.targets}

@@ -7,6 +7,7 @@ No assertion on speed: the target ratio is measured, not tested.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -22,8 +23,10 @@ from kd_det.benchmark import (
     TermCost,
     add_shares,
     build_distiller,
+    cpu_tensor_peak,
     load_config,
     measure_memory,
+    paired_ratio_interval,
     ratios_of,
     time_interleaved,
 )
@@ -63,6 +66,46 @@ def _result(medians: dict[str, float], memory: bool = False) -> BenchmarkResult:
     return BenchmarkResult("cfg.py", "cpu", 2, 1, 1, 1, None, modes)
 
 
+def test_paired_ratio_interval_pins_the_ratio_down_as_rounds_add_up() -> None:
+    rng = np.random.default_rng(1)
+    # a bound whose batches cost 100-200 ms and a step 3 % over it, with 5 % noise per round
+    bound = rng.uniform(100, 200, 400)
+    step = bound * 1.03 * rng.normal(1, 0.05, 400)
+    mid, low, high = paired_ratio_interval(step, bound)
+    assert low < mid < high and low < 1.03 < high and high - low < 0.02
+    few = paired_ratio_interval(step[:20], bound[:20])
+    assert few[2] - few[1] > high - low
+    # a step that is exactly twice its bound: no spread at all, whatever the batches cost
+    assert paired_ratio_interval(2 * bound, bound) == pytest.approx((2.0, 2.0, 2.0))
+    with pytest.raises(ValueError, match="equally many rounds of both modes, got 3 and 2"):
+        paired_ratio_interval([1, 2, 3], [1, 2])
+
+
+def test_report_says_whether_the_run_shows_the_target() -> None:
+    def result(ratio: float, spread: float) -> BenchmarkResult:
+        bound = np.linspace(100, 200, 200)
+        noise = 1 + spread * np.sin(np.arange(200))
+        modes = {
+            "student": ModeResult.from_times("student", list(bound / 2), list(bound / 2)),
+            "distill": ModeResult.from_times(
+                "distill", list(bound * ratio * noise), list(bound * ratio * noise)
+            ),
+            "bound": ModeResult.from_times("bound", list(bound), list(bound)),
+        }
+        return BenchmarkResult("cfg.py", "cpu", 2, 1, 200, 1, None, modes)
+
+    assert "shown within the target" in format_report(result(1.01, 0.001), target=1.02)
+    assert "shown over the target" in format_report(result(1.04, 0.001), target=1.02)
+    text = format_report(result(1.02, 0.05), target=1.02)
+    assert re.search(
+        r"b/c round by round \(CPU time, both on the same batch\): median 1\.0\d\d, "
+        r"95% interval 1\.0\d\d-1\.0\d\d; not decided by this run",
+        text,
+    ), text
+    assert report_dict(result(1.01, 0.001), 1.02)["shown"] == "within"
+    assert report_dict(result(1.02, 0.05), 1.02)["shown"] == "undecided"
+
+
 def test_report_states_the_verdict_on_the_target() -> None:
     result = _result({"student": 50.0, "distill": 104.0, "bound": 100.0}, memory=True)
     text = format_report(result, target=1.05)
@@ -75,6 +118,11 @@ def test_report_states_the_verdict_on_the_target() -> None:
     assert report_dict(result, 1.05)["within_target"] is True
     assert report_dict(result, 1.02)["within_target"] is False
     assert "memory:" not in format_report(_result({m: 1.0 for m in MODES}))
+    assert "memory b/c: step 1.000\n" in text + "\n" and "tensors MiB" not in text
+    for mode, tensors in (("distill", 105.0), ("bound", 100.0), ("student", 60.0)):
+        result.modes[mode].memory = MemoryResult("cpu_peak_rss", 1, 500, 400, 100, None, tensors)
+    text = format_report(result, target=1.05)
+    assert "tensors MiB" in text and "memory b/c: step 1.000, tensors 1.050" in text
 
 
 def test_term_shares_by_hand() -> None:
@@ -127,6 +175,21 @@ def test_cpu_peak_rss_sees_what_a_step_allocates() -> None:
     assert heavy.step_mb == pytest.approx(heavy.peak_mb - heavy.baseline_mb)
     assert heavy.step_mb > 90
     assert light.step_mb < 40
+    assert heavy.tensor_step_mb == pytest.approx(96, abs=0.01)
+    assert light.tensor_step_mb < 0.01
+
+
+def test_cpu_tensor_peak_counts_the_tensors_alive_at_once() -> None:
+    kept: list[torch.Tensor] = []
+
+    def step(_: dict) -> None:
+        a = torch.ones(2**20)  # 4 MiB
+        b = torch.ones(2**19)  # 2 MiB beside it
+        del a, b
+        kept.append(torch.ones(2**18))  # 1 MiB kept by every step
+
+    # the third step holds the 2 MiB the first two kept, plus 6 MiB
+    assert cpu_tensor_peak(step, [{}], steps=3) == 8 * 2**20
 
 
 def test_load_config_overrides_and_errors(digits_root: Path) -> None:

@@ -161,6 +161,7 @@ SRD_CONNECTOR = dict(
     type="ProjectNorm", projector=dict(type="LinearProjector"), norm=dict(type="AffineFreeBN")
 )
 SRD_FPN = dict(type="LogSumLoss", alpha=4.0, loss_weight=2.0)
+MSE_2 = dict(type="MSEFeatureLoss", loss_weight=2.0)
 SIGMOID_KD = dict(type="SigmoidKDLoss", tau=1.0, chi=1.0, loss_weight=1.0)
 # MMRazor's values: PKD weight 10 for one-stage students and 6 for Faster R-CNN, CWD 10 per FPN
 # level and 5 per level of GFL's classification logits
@@ -172,6 +173,7 @@ COCO_TERMS = {
     "srd/srd_gfl-r101-r50_fpn_1x_coco.py": {"fpn": SRD_FPN, "cls": SIGMOID_KD},
     "srd/srd_fcos-r101-r50-caffe_fpn_gn-head_1x_coco.py": {"fpn": SRD_FPN},
     "srd/srd_faster-rcnn-r101-r50_fpn_1x_coco.py": {"fpn": SRD_FPN},
+    "fitnet/fitnet_retinanet-r101-r50_fpn_1x_coco.py": {"fpn": MSE_2, "cls": SIGMOID_KD},
     "pkd/pkd_retinanet-r101-r50_fpn_1x_coco.py": {"fpn": PKD_10},
     "pkd/pkd_gfl-r101-r50_fpn_1x_coco.py": {"fpn": PKD_10},
     "pkd/pkd_fcos-r101-r50-caffe_fpn_gn-head_1x_coco.py": {"fpn": PKD_10},
@@ -218,8 +220,9 @@ def test_coco_config_states_its_terms(rel: str) -> None:
         layer = "neck" if name == "fpn" else CLS_LAYER[_detector(rel)]
         assert term.student == term.teacher == layer
         # FPNs (and heads) have the same widths: only SRD's projector + BN
-        srd_fpn = method == "srd" and name == "fpn"
-        assert term.get("connector") == (SRD_CONNECTOR if srd_fpn else None)
+        # FitNet's is SRD's without the normalisation
+        connector = {"srd": SRD_CONNECTOR, "fitnet": dict(SRD_CONNECTOR, norm=None)}
+        assert term.get("connector") == (connector.get(method) if name == "fpn" else None)
         # MMRazor's PKD configs distil FPN outputs 0-3, the other methods all five
         pkd = dict(type="ExplicitMapper", pairs=FOUR_LEVELS) if method == "pkd" else None
         assert term.get("mapper") == pkd

@@ -290,6 +290,23 @@ def test_train_step_releases_the_recorded_features() -> None:
     assert model._student_recorder.records == {} and model._teacher_recorder.records == {}
 
 
+def test_teacher_features_are_released_after_their_last_term() -> None:
+    """A teacher map is dropped as soon as the last term that reads it has its loss, so a step
+    never holds every teacher map beside every term's saved tensors."""
+    model = toy_distiller(dict(feat=FEAT, pool=POOL, again=FEAT))
+    held: list[set[str]] = []
+    for term in model.terms.values():
+        term.register_forward_hook(
+            lambda *_: held.append({path for path, _ in model._teacher_recorder.records})
+        )
+    losses = model.loss(torch.randn(2, 3, 16, 16), None)
+    assert all(torch.isfinite(v) for v in losses.values())
+    # 'again' still needs blocks.1 when 'feat' is done; pool goes after its only term
+    assert held == [{"blocks.1", "pool"}, {"blocks.1", "pool"}, {"blocks.1"}]
+    assert model._teacher_recorder.records == {}
+    assert {path for path, _ in model._student_recorder.records} == {"blocks.1", "pool"}
+
+
 # -- the layers recorded in a training step ---------------------------------------------------
 
 

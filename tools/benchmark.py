@@ -11,7 +11,9 @@ distillation step, (c) the lower bound (a) + the teacher's forward to the deepes
 Then measures each mode's peak memory in a child process of its own (``--only MODE``;
 the three run concurrently after the timing).
 The report states whether b/c meets ``--target`` (default 1.05: a distillation step at most 5 %
-slower than its lower bound), and what each distill term costs: after the timing, every term's
+slower than its lower bound) and whether the run shows it: the step over its bound round by
+round (both on the same batch), its median and a 95 % bootstrap interval; a target is shown met
+when the whole interval is below it. It also says what each distill term costs: after the timing, every term's
 forward and backward are timed on its own (``--term-reps`` times, on the features one
 distillation step recorded), in ms and as a share of the distillation step and of its excess
 over the bound. Example on the digits pair without a trained teacher::
@@ -182,8 +184,13 @@ def format_report(result: BenchmarkResult, target: float = TARGET_RATIO) -> str:
     if show_cpu:
         head += f"{'CPU ms':>10}"
     has_mem = any(m.memory is not None for m in result.modes.values())
+    has_tensors = has_mem and any(
+        m.memory is not None and m.memory.tensor_step_mb is not None for m in result.modes.values()
+    )
     if has_mem:
         head += f"{'peak MiB':>10}{'step MiB':>10}"
+    if has_tensors:
+        head += f"{'tensors MiB':>13}"
     lines += ["", head, "-" * len(head)]
     for m in result.modes.values():
         label = labels.get(m.mode, m.mode)
@@ -195,6 +202,9 @@ def format_report(result: BenchmarkResult, target: float = TARGET_RATIO) -> str:
             peak = f"{mem.peak_mb:.1f}" if mem else "-"
             step = f"{mem.step_mb:.1f}" if mem and mem.step_mb is not None else "-"
             row += f"{peak:>10}{step:>10}"
+        if has_tensors:
+            tensors = mem.tensor_step_mb if mem else None
+            row += f"{'-' if tensors is None else f'{tensors:.1f}':>13}"
         lines.append(row)
     r = result.ratios
     key = key_ratio(r)
@@ -210,14 +220,49 @@ def format_report(result: BenchmarkResult, target: float = TARGET_RATIO) -> str:
         + ("MET" if r[key] <= target else "NOT MET")
         + f" ({step} is {100 * (r[key] - 1):+.1f}% over the bound)"
     )
+    mid, low, high = result.paired
+    clock = "CPU" if show_cpu else "wall"
+    shown = (
+        "shown within the target"
+        if high <= target
+        else "shown over the target"
+        if low > target
+        else "not decided by this run: more --iters narrow it"
+    )
+    lines.append(
+        f"{short} round by round ({clock} time, both on the same batch): median {mid:.3f}, "
+        f"95% interval {low:.3f}-{high:.3f}; {shown}"
+    )
     if has_mem:
         kind = next(m.memory.kind for m in result.modes.values() if m.memory)
         lines.append(
             f"memory: each mode alone in its own process; peak = {MEMORY_KINDS[kind]}; step = "
             "peak minus what was in use before the first step (models, batches), i.e. "
             "activations, gradients, optimizer state and teacher features"
+            + (
+                "; tensors = the most tensor memory the steps held at once (torch profiler "
+                "allocation events; exact, without what the allocator keeps)"
+                if has_tensors
+                else ""
+            )
         )
+        lines.extend(_memory_ratio_lines(result, key))
     return "\n".join(lines)
+
+
+def _memory_ratio_lines(result: BenchmarkResult, key: str) -> list[str]:
+    """The step's memory over its bound's, by each measure both modes have."""
+    step_mode = "mutual" if key == "mutual/bound" else "distill"
+    step, bound = result.modes[step_mode].memory, result.modes["bound"].memory
+    if step is None or bound is None:
+        return []
+    parts = [
+        f"{name} {getattr(step, field) / getattr(bound, field):.3f}"
+        for name, field in (("step", "step_mb"), ("tensors", "tensor_step_mb"))
+        if getattr(step, field) and getattr(bound, field)
+    ]
+    short = "c/d" if key == "mutual/bound" else "b/c"
+    return [f"memory {short}: " + ", ".join(parts)] if parts else []
 
 
 def _ratio_text(r: dict[str, float]) -> str:
@@ -241,6 +286,8 @@ def report_dict(
     per-term costs (``terms``, by term name)."""
     out = result.to_dict()
     out.update(target=target, within_target=result.ratios[key_ratio(result.ratios)] <= target)
+    low, high = result.paired[1:]
+    out["shown"] = "within" if high <= target else "over" if low > target else "undecided"
     out["terms"] = {name: asdict(cost) for name, cost in (terms or {}).items()}
     return out
 

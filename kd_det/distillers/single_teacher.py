@@ -317,6 +317,11 @@ class SingleTeacherDistiller(BaseModel):
                 [(p, capture) for p in s_paths],
                 [(p, capture) for p in t_paths],
             )
+        # the teacher targets each term is the last to read
+        last_user = {t: name for name, (_, t_t) in self._targets.items() for t in t_t}
+        self._teacher_last_use: dict[str, list[Target]] = {
+            name: [t for t, user in last_user.items() if user == name] for name in self._targets
+        }
         student_targets = [t for s_t, _ in self._targets.values() for t in s_t]
         teacher_targets = [t for _, t_t in self._targets.values() for t in t_t]
         self._student_recorder = FeatureRecorder(self.student, student_targets)
@@ -398,9 +403,10 @@ class SingleTeacherDistiller(BaseModel):
         """The student's losses plus one ``distill.<name>.loss`` per term.
 
         Checks that both models recorded the layers the probe predicted and that no loss or
-        recorded feature is NaN/inf (see ``nonfinite``). The recorded features stay in the
-        recorders until :meth:`release_features` (which :meth:`train_step` calls) or the next
-        step; on an error they are released at once.
+        recorded feature is NaN/inf (see ``nonfinite``). A teacher feature is dropped after the
+        last term that reads it (once it and that term's loss are finite); the student's
+        features stay in the recorder until :meth:`release_features` (which
+        :meth:`train_step` calls) or the next step; on an error all are released at once.
         """
         self._loss_calls += 1
         self._skip_step = False
@@ -410,17 +416,36 @@ class SingleTeacherDistiller(BaseModel):
                 losses = dict(self.student.loss(inputs, data_samples))
             if self.terms:
                 self._check_recorded_layers()
+            releasing = True
             for name, term in self.terms.items():
                 s_targets, t_targets = self._targets[name]
-                losses[f"distill.{name}.loss"] = term(
+                value = term(
                     self._student_recorder.layers(s_targets),
                     self._teacher_recorder.layers(t_targets),
                 )
+                losses[f"distill.{name}.loss"] = value
+                releasing = releasing and self._release_teacher_after(name, value)
             self._check_finite(losses)
         except BaseException:
             self.release_features()
             raise
         return losses
+
+    def _release_teacher_after(self, name: str, value: Tensor) -> bool:
+        """Drop the teacher features no term after ``name`` needs, once they and the term's
+        loss ``value`` are known to be finite (then :meth:`_check_finite` has nothing to say
+        of them), so that a step holds each teacher map only until its last term. Returns
+        False, releasing nothing, when one is NaN/inf: every feature then stays for the
+        message. One host sync per term off the CPU."""
+        targets = self._teacher_last_use[name]
+        tensors = [t for target in targets for t in self._teacher_recorder.records.get(target, ())]
+        sums = torch.stack(
+            [value.detach().float()] + [t.detach().sum(dtype=torch.float32) for t in tensors]
+        )
+        if not bool(torch.isfinite(sums).all()):
+            return False
+        self._teacher_recorder.release(targets)
+        return True
 
     def release_features(self) -> None:
         """Drop the student and teacher features recorded by the last step."""

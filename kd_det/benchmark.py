@@ -330,8 +330,9 @@ def _max_rss_bytes() -> int:
 def cpu_tensor_peak(step: Step, batches: Sequence[Batch], steps: int) -> float | None:
     """The most bytes of CPU tensors that ``steps`` calls of ``step`` held at once, over what
     was allocated before them: the running sum of the torch profiler's allocation and free
-    events (a free of a tensor allocated before profiling is not an event, so the first step
-    should not free anything older than itself that matters). None where this torch's
+    events. A free of a tensor allocated before profiling is not an event, so nothing an
+    earlier step left behind may be freed in the first one (release it before; what stays
+    allocated throughout, such as optimizer state, is not counted). None where this torch's
     profiler does not report allocation events."""
     activities = [torch.profiler.ProfilerActivity.CPU]
     with torch.profiler.profile(activities=activities, profile_memory=True) as prof:
@@ -348,10 +349,18 @@ def cpu_tensor_peak(step: Step, batches: Sequence[Batch], steps: int) -> float |
     return float(np.max(np.cumsum(sizes), initial=0)) if sizes else None
 
 
-def measure_memory(step: Step, batches: Sequence[Batch], steps: int, device: str) -> MemoryResult:
+def measure_memory(
+    step: Step,
+    batches: Sequence[Batch],
+    steps: int,
+    device: str,
+    release: Callable[[], None] | None = None,
+) -> MemoryResult:
     """Run ``step`` ``steps`` times (cycling ``batches``) and report its peak memory. Meant
     for a process that runs only this mode: memory freed by one mode stays resident (the
-    allocator keeps it), so modes measured in one process would blur into each other."""
+    allocator keeps it), so modes measured in one process would blur into each other.
+    ``release`` drops what a step leaves behind (a distiller's recorded features) before the
+    CPU tensor count, whose profiler cannot see the freeing of older tensors."""
     if steps < 1:
         raise ValueError(f"need at least one step to measure memory, got {steps}")
     gc.collect()
@@ -372,6 +381,9 @@ def measure_memory(step: Step, batches: Sequence[Batch], steps: int, device: str
             step(batches[i % len(batches)])
         peak = _proc_status_bytes("VmHWM")
         assert peak is not None
+        if release is not None:
+            release()
+        gc.collect()
         tensors = cpu_tensor_peak(step, batches, steps)
         return MemoryResult(
             "cpu_peak_rss",
@@ -583,7 +595,8 @@ def run_memory(
             f"{list(modes_of(distiller))}"
         )
     step = build_steps(distiller, cfg.optim_wrapper)[mode]
-    return measure_memory(step, batches, steps, device)
+    release = getattr(distiller, "release_features", None)
+    return measure_memory(step, batches, steps, device, release if callable(release) else None)
 
 
 # -- per-term cost ---------------------------------------------------------------------------

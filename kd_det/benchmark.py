@@ -327,6 +327,12 @@ def _max_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
 
 
+def _run_steps(step: Step, batches: Sequence[Batch], steps: int) -> None:
+    """Call ``step`` ``steps`` times, cycling through ``batches``."""
+    for i in range(steps):
+        step(batches[i % len(batches)])
+
+
 def cpu_tensor_peak(step: Step, batches: Sequence[Batch], steps: int) -> float | None:
     """The most bytes of CPU tensors that ``steps`` calls of ``step`` held at once, over what
     was allocated before them: the running sum of the torch profiler's allocation and free
@@ -336,8 +342,7 @@ def cpu_tensor_peak(step: Step, batches: Sequence[Batch], steps: int) -> float |
     profiler does not report allocation events."""
     activities = [torch.profiler.ProfilerActivity.CPU]
     with torch.profiler.profile(activities=activities, profile_memory=True) as prof:
-        for i in range(steps):
-            step(batches[i % len(batches)])
+        _run_steps(step, batches, steps)
     results = getattr(prof.profiler, "kineto_results", None)
     if results is None:
         return None
@@ -368,8 +373,7 @@ def measure_memory(
         synchronize(device)
         baseline = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
-        for i in range(steps):
-            step(batches[i % len(batches)])
+        _run_steps(step, batches, steps)
         synchronize(device)
         peak = torch.cuda.max_memory_allocated(device)
         return MemoryResult(
@@ -377,8 +381,7 @@ def measure_memory(
         )
     baseline_rss = _proc_status_bytes("VmRSS")
     if baseline_rss is not None and _reset_peak_rss():
-        for i in range(steps):
-            step(batches[i % len(batches)])
+        _run_steps(step, batches, steps)
         peak = _proc_status_bytes("VmHWM")
         assert peak is not None
         if release is not None:
@@ -395,8 +398,7 @@ def measure_memory(
         )
     # No resettable peak (not Linux): the lifetime high-water mark, which includes the build.
     before = _max_rss_bytes()
-    for i in range(steps):
-        step(batches[i % len(batches)])
+    _run_steps(step, batches, steps)
     peak = _max_rss_bytes()
     return MemoryResult("cpu_max_rss", steps, peak / MIB, None, None, before / MIB)
 
@@ -456,6 +458,12 @@ def ratios_of(medians: dict[str, float]) -> dict[str, float]:
     return {"distill/student": b / a, "distill/bound": b / c, "bound/student": c / a}
 
 
+def step_mode(modes: Any) -> str:
+    """The mode a target applies to among ``modes`` (names): the mutual step or the
+    distillation step."""
+    return "mutual" if "mutual" in modes else "distill"
+
+
 def key_ratio(ratios: dict[str, float]) -> str:
     """The ratio a target applies to: the step over its lower bound."""
     return "mutual/bound" if "mutual/bound" in ratios else "distill/bound"
@@ -509,18 +517,20 @@ class BenchmarkResult:
         self.ratios = ratios_of({m: r.median_ms for m, r in self.modes.items()})
         cpu = {m: r.cpu_median_ms for m, r in self.modes.items()}
         self.cpu_ratios = None if None in cpu.values() else ratios_of(cpu)  # type: ignore[arg-type]
-        step, bound = (
-            self.modes["mutual" if "mutual" in self.modes else "distill"],
-            self.modes["bound"],
-        )
-        use_cpu = self.cpu_ratios is not None and torch.device(self.device).type == "cpu"
+        step, bound = self.modes[step_mode(self.modes)], self.modes["bound"]
         self.paired = paired_ratio_interval(
             *(
                 (step.cpu_times_ms, bound.cpu_times_ms)
-                if use_cpu
+                if self.cpu_time
                 else (step.times_ms, bound.times_ms)
             )
         )
+
+    @property
+    def cpu_time(self) -> bool:
+        """Whether modes compare in the process's CPU time (on CPU, when it was recorded) rather
+        than wall time."""
+        return self.cpu_ratios is not None and torch.device(self.device).type == "cpu"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -684,11 +694,10 @@ def add_shares(costs: dict[str, TermCost], result: BenchmarkResult) -> None:
     modes = result.modes
     if "distill" not in modes or "bound" not in modes:
         return
-    use_cpu = torch.device(result.device).type == "cpu" and result.cpu_ratios is not None
 
     def median(mode: str) -> float:
         m = modes[mode]
-        return m.cpu_median_ms if use_cpu and m.cpu_median_ms is not None else m.median_ms
+        return m.cpu_median_ms if result.cpu_time and m.cpu_median_ms is not None else m.median_ms
 
     step, excess = median("distill"), median("distill") - median("bound")
     for cost in costs.values():

@@ -53,6 +53,7 @@ from kd_det.benchmark import (
     load_config,
     run_memory,
     run_timing_with_terms,
+    step_mode,
 )
 from kd_det.cli import MissingInput, check_inputs
 
@@ -180,7 +181,7 @@ def format_report(result: BenchmarkResult, target: float = TARGET_RATIO) -> str:
             "(weights do not change the speed)"
         )
     head = f"{'mode':<42}{'median ms':>10}{'q1 ms':>9}{'q3 ms':>9}{'IQR ms':>9}"
-    show_cpu = result.cpu_ratios is not None and torch.device(result.device).type == "cpu"
+    show_cpu = result.cpu_time
     if show_cpu:
         head += f"{'CPU ms':>10}"
     has_mem = any(m.memory is not None for m in result.modes.values())
@@ -252,8 +253,7 @@ def format_report(result: BenchmarkResult, target: float = TARGET_RATIO) -> str:
 
 def _memory_ratio_lines(result: BenchmarkResult, key: str) -> list[str]:
     """The step's memory over its bound's, by each measure both modes have."""
-    step_mode = "mutual" if key == "mutual/bound" else "distill"
-    step, bound = result.modes[step_mode].memory, result.modes["bound"].memory
+    step, bound = result.modes[step_mode(result.modes)].memory, result.modes["bound"].memory
     if step is None or bound is None:
         return []
     parts = [

@@ -120,6 +120,12 @@ def _loss_tensors(losses: Mapping[str, Any]) -> Iterator[tuple[str, Tensor]]:
                     yield f"{key}[{n}]", item
 
 
+def _finite_sums(tensors: Sequence[Tensor]) -> Tensor:
+    """One float32 sum per tensor, stacked: NaN/inf anywhere in a tensor makes its sum
+    non-finite (a sum can also overflow with finite values)."""
+    return torch.stack([t.detach().sum(dtype=torch.float32) for t in tensors])
+
+
 def _world_size() -> int:
     if torch_dist.is_available() and torch_dist.is_initialized():
         return torch_dist.get_world_size()
@@ -439,10 +445,7 @@ class SingleTeacherDistiller(BaseModel):
         message. One host sync per term off the CPU."""
         targets = self._teacher_last_use[name]
         tensors = [t for target in targets for t in self._teacher_recorder.records.get(target, ())]
-        sums = torch.stack(
-            [value.detach().float()] + [t.detach().sum(dtype=torch.float32) for t in tensors]
-        )
-        if not bool(torch.isfinite(sums).all()):
+        if not bool(torch.isfinite(_finite_sums([value, *tensors])).all()):
             return False
         self._teacher_recorder.release(targets)
         return True
@@ -533,7 +536,7 @@ class SingleTeacherDistiller(BaseModel):
         tensors = [f[-1] for f in features] + [t for _, t in loss_items]
         if not tensors:
             return
-        sums = torch.stack([t.detach().sum(dtype=torch.float32) for t in tensors])
+        sums = _finite_sums(tensors)
         if not bool(_any_rank(~torch.isfinite(sums).all())):
             return
         bad_features = [

@@ -230,16 +230,22 @@ class Timings:
     cpu_ms: dict[str, list[float]]
 
 
+#: called after every round with (rounds done, rounds in all, the measured times so far)
+Progress = Callable[[int, int, Timings], None]
+
+
 def time_interleaved(
     steps: dict[str, Step],
     batches: Sequence[Batch],
     warmup: int,
     iters: int,
     device: str | torch.device,
+    progress: Progress | None = None,
 ) -> Timings:
     """Times of ``iters`` rounds after ``warmup`` rounds; every round runs each mode once on
     the same batch, the order rotating by one each round (a b c, b c a, c a b, …) so that no
     mode always runs first or right after another. CUDA is synchronised before each clock read.
+    ``progress`` is called after every round (see :class:`RoundReporter`).
     """
     if warmup < 0 or iters < 1:
         raise ValueError(f"need warmup >= 0 and iters >= 1, got warmup={warmup}, iters={iters}")
@@ -260,7 +266,64 @@ def time_interleaved(
             if r >= warmup:
                 wall[mode].append(elapsed * 1e3)
                 cpu[mode].append(elapsed_cpu * 1e3)
+        if progress is not None:
+            progress(r + 1, warmup + iters, Timings(wall, cpu))
     return Timings(wall, cpu)
+
+
+class RoundReporter:
+    """A :data:`Progress` that prints how far the timing is, at most every ``every_s`` seconds
+    and after the last round: the rounds done, the step over its bound so far (median of the
+    per-round ratios) and the time left at the pace so far::
+
+        round 7/17: b/c so far 1.031 (median of 6 rounds), 6.1 min elapsed, about 8.7 min left
+
+    Args:
+        warmup: rounds that are not measured (counted in the total, no ratio).
+        cpu_time: compare in CPU time (``Timings.cpu_ms``) rather than wall time.
+        every_s: least time between two lines.
+        write: where a line goes (default: ``sys.stderr``, flushed).
+        clock: seconds, monotonic (``time.monotonic``).
+    """
+
+    def __init__(
+        self,
+        warmup: int,
+        cpu_time: bool,
+        every_s: float = 10.0,
+        write: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.warmup, self.cpu_time, self.every_s = warmup, cpu_time, every_s
+        self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.clock = clock
+        self.start = self.last = clock()
+
+    def __call__(self, done: int, total: int, timings: Timings) -> None:
+        now = self.clock()
+        if done < total and now - self.last < self.every_s:
+            return
+        self.last = now
+        line = f"round {done}/{total}"
+        times = timings.cpu_ms if self.cpu_time else timings.wall_ms
+        mode = step_mode(times)
+        step = times.get(mode, [])
+        if step:
+            ratio = np.median(np.asarray(step) / np.asarray(times["bound"]))
+            label = "c/d" if mode == "mutual" else "b/c"
+            rounds = f"{len(step)} round" + ("s" if len(step) > 1 else "")
+            line += f": {label} so far {ratio:.3f} (median of {rounds})"
+        else:
+            line += " (warm-up)"
+        elapsed = now - self.start
+        line += f", {_minutes(elapsed)} elapsed"
+        if done < total:
+            line += f", about {_minutes(elapsed / done * (total - done))} left"
+        self.write(line)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 # -- memory ----------------------------------------------------------------------------------
@@ -557,10 +620,11 @@ def time_modes(
     device: str,
     warmup: int,
     iters: int,
+    progress: Progress | None = None,
 ) -> BenchmarkResult:
     """Time the distiller's modes side by side (:func:`time_interleaved`) on ``batches``."""
     steps = build_steps(distiller, cfg.optim_wrapper)
-    times = time_interleaved(steps, batches, warmup, iters, device)
+    times = time_interleaved(steps, batches, warmup, iters, device, progress)
     modes = {
         m: ModeResult.from_times(m, times.wall_ms[m], times.cpu_ms[m]) for m in modes_of(distiller)
     }
@@ -713,12 +777,13 @@ def run_timing_with_terms(
     iters: int = 20,
     seed: int = 0,
     term_reps: int = 10,
+    progress: Progress | None = None,
 ) -> tuple[BenchmarkResult, dict[str, TermCost]]:
     """:func:`run_timing` followed, in the same process and on the same
     distiller, by :func:`measure_terms` (skipped for ``term_reps=0`` and for distillers
-    without ``terms`` of a single teacher)."""
+    without ``terms`` of a single teacher). ``progress`` follows the timing's rounds."""
     distiller, batches = prepare(cfg, device, warmup + iters, seed)
-    result = time_modes(distiller, batches, cfg, config_path, device, warmup, iters)
+    result = time_modes(distiller, batches, cfg, config_path, device, warmup, iters, progress)
     costs = (
         measure_terms(distiller, batches[0], term_reps, device) if "distill" in result.modes else {}
     )

@@ -20,6 +20,7 @@ from kd_det.benchmark import (
     BenchmarkResult,
     MemoryResult,
     ModeResult,
+    RoundReporter,
     TermCost,
     add_shares,
     build_distiller,
@@ -160,6 +161,29 @@ def test_interleaving_rotates_the_order_and_drops_warmup() -> None:
         time_interleaved(steps, batches, warmup=0, iters=0, device="cpu")
 
 
+def test_round_reporter_says_how_far_the_timing_is_at_most_every_few_seconds() -> None:
+    now = [0.0]
+    lines: list[str] = []
+    reporter = RoundReporter(warmup=1, cpu_time=True, every_s=10.0, write=lines.append,
+                             clock=lambda: now[0])  # fmt: skip
+    steps = {m: (lambda b, m=m: now.__setitem__(0, now[0] + 4.0)) for m in MODES}
+    time_interleaved(steps, [{}], warmup=1, iters=4, device="cpu", progress=reporter)
+    # 12 s a round, more than every_s: a line after every round, the warm-up included
+    assert len(lines) == 5
+    assert lines[0] == "round 1/5 (warm-up), 12 s elapsed, about 48 s left"
+    assert re.fullmatch(
+        r"round 2/5: b/c so far \d\.\d{3} \(median of 1 round\), 24 s elapsed, about 36 s left",
+        lines[1],
+    )
+    assert lines[-1].startswith("round 5/5: b/c so far ") and "left" not in lines[-1]
+    assert "median of 4 rounds), 60 s elapsed" in lines[-1]
+    # a fast timing prints only its last round
+    quiet: list[str] = []
+    reporter = RoundReporter(warmup=0, cpu_time=False, write=quiet.append)
+    time_interleaved({m: lambda b: None for m in MODES}, [{}], 0, 50, "cpu", progress=reporter)
+    assert len(quiet) == 1 and quiet[0].startswith("round 50/50: b/c so far ")
+
+
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
 def test_cpu_peak_rss_sees_what_a_step_allocates() -> None:
     def big(_: dict) -> None:
@@ -247,6 +271,7 @@ def test_cli_reports_three_modes_with_consistent_ratios(digits_root: Path, tmp_p
         assert cost["step_share"] == pytest.approx(cost["total_ms"] / cpu_step)
         assert name in text
     assert "distill term" in text and "of b-c" in text
+    assert "round 4/4: b/c so far " in text  # progress: the last round is always reported
 
 
 def test_non_distiller_config_is_refused() -> None:

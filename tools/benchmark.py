@@ -8,7 +8,8 @@
 Times three modes side by side in one process, interleaved round by round on the same
 preprocessed batches (see :mod:`kd_det.benchmark`): (a) the student trained alone, (b) the
 distillation step, (c) the lower bound (a) + the teacher's forward to the deepest needed layer.
-Then measures each mode's peak memory in a child process of its own (``--only MODE``;
+While it times, a line on stderr at most every 10 s says how many rounds are done, the ratio
+so far and about how long is left. Then measures each mode's peak memory in a child process of its own (``--only MODE``;
 the three run concurrently after the timing).
 The report states whether b/c meets ``--target`` (default 1.05: a distillation step at most 5 %
 slower than its lower bound) and whether the run shows it: the step over its bound round by
@@ -48,6 +49,7 @@ from kd_det.benchmark import (
     MUTUAL_MODES,
     BenchmarkResult,
     MemoryResult,
+    RoundReporter,
     TermCost,
     key_ratio,
     load_config,
@@ -350,8 +352,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.json:
             Path(args.json).write_text(text)
         return
+    cpu_time = torch.device(args.device).type == "cpu"
     result, terms = run_timing_with_terms(
-        cfg, args.config, args.device, args.warmup, args.iters, args.seed, args.term_reps
+        cfg,
+        args.config,
+        args.device,
+        args.warmup,
+        args.iters,
+        args.seed,
+        args.term_reps,
+        RoundReporter(args.warmup, cpu_time),
     )
     if not args.no_memory:
         for mode, memory in memory_in_children(raw, list(result.modes)).items():

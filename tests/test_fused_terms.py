@@ -314,11 +314,31 @@ def test_project_norm_identity_parts_pass_features_through() -> None:
 # -- tools/bench_losses.py --------------------------------------------------------------------
 
 
+@pytest.mark.slow  # three torch.compile runs: about 20 s of compiling on 2 cores
+def test_bench_losses_compiles_the_composed_chain_and_times_the_compile_apart(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert bench_losses.main(["--size", "digits", "--reps", "1", "--compile"]) == 0
+    out = capsys.readouterr().out
+    head = (
+        "| loss | composed ms | compiled ms | kd_det ms | kd_det / composed | kd_det / compiled |"
+    )
+    assert f"{head} first compiled call, s |" in out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "ms" not in line]
+    assert len(rows) == 3
+    for row in rows:
+        cells = [float(c) for c in row.strip("| ").split(" | ")[1:]]
+        assert len(cells) == 6 and all(c > 0 for c in cells)
+
+
 def test_bench_losses_times_every_form(capsys: pytest.CaptureFixture[str]) -> None:
     previous = REPO / "kd_det" / "losses" / "_fused.py"
     assert bench_losses.main(["--size", "digits", "--reps", "1", "--previous", str(previous)]) == 0
     out = capsys.readouterr().out
-    assert "| loss | composed ms | previous ms | kd_det ms | kd_det / composed |" in out
+    assert (
+        "| loss | composed ms | previous ms | kd_det ms | kd_det / composed | kd_det / previous |"
+        in out
+    )
     for name in ("MSE", "log-sum, α 4", "sigmoid KD, teacher_sum"):
         assert f"| {name} |" in out
     with pytest.raises(SystemExit, match="--previous: no file"):

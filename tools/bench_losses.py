@@ -1,7 +1,7 @@
 """What the distillation losses cost alone: kd_det's fused sweeps against the composed chain.
 
     python tools/bench_losses.py [--size full|digits] [--reps 5] [--threads 1]
-                                 [--previous OLD_FUSED.py]
+                                 [--previous OLD_FUSED.py] [--compile]
     python tools/bench_losses.py --step CONFIG --previous OLD_FUSED.py [--reps 40]
                                  [--batch-size 8] [--data-root DIR] [--cfg-options k=v ...]
 
@@ -17,7 +17,9 @@ Columns: the composed chain of tensor operations (``F.mse_loss``, ``log Σ`` thr
 ``log_sum_pow``, ``binary_cross_entropy_with_logits``), kd_det's loss module, and with
 ``--previous`` a ``kd_det/losses/_fused.py`` saved from another commit
 (``git show COMMIT:kd_det/losses/_fused.py > old.py``), all interleaved rep by rep; CPU-time
-medians (process time) on the CPU. Each run also checks that the three give the same value.
+medians (process time) on the CPU. With ``--compile``, also the composed chain through
+``torch.compile``; its first call, which compiles, is timed apart and not in the medians. Each
+run also checks that the forms give the same value.
 
 With ``--step CONFIG`` the whole training step instead: the lower bound (student step + teacher
 forward, as in ``tools/benchmark.py``), the distillation step with kd_det's losses and the same
@@ -123,10 +125,18 @@ def load_previous(path: Path) -> ModuleType:
     return module
 
 
-def run(size: str, reps: int, previous: ModuleType | None) -> list[dict[str, object]]:
+def run(
+    size: str, reps: int, previous: ModuleType | None, compile_: bool = False
+) -> list[dict[str, object]]:
     rows = []
     for name, forms in losses(previous).items():
         pairs = maps(size, "logits" if "sigmoid" in name else "features")
+        first: dict[str, float] = {}
+        if compile_:
+            forms["compiled"] = torch.compile(forms["composed"])
+            start = time.perf_counter()
+            one_step(forms["compiled"], pairs)
+            first["compile s"] = time.perf_counter() - start
         times: dict[str, list[float]] = {form: [] for form in forms}
         values = {form: one_step(fn, pairs)[1] for form, fn in forms.items()}  # warm-up
         for _ in range(reps):
@@ -136,26 +146,29 @@ def run(size: str, reps: int, previous: ModuleType | None) -> list[dict[str, obj
         for form, value in values.items():
             if abs(value - ref) > 1e-4 * max(abs(ref), 1.0):
                 raise SystemExit(f"{name}: {form} gives {value}, the composed chain {ref}")
-        rows.append({"loss": name, **{f: statistics.median(v) for f, v in times.items()}})
+        rows.append({"loss": name, **{f: statistics.median(v) for f, v in times.items()}, **first})
     return rows
 
 
 def report(rows: list[dict[str, object]], size: str, reps: int) -> str:
-    forms = [f for f in ("composed", "previous", "kd_det") if f in rows[0]]
+    forms = [f for f in ("composed", "previous", "compiled", "kd_det") if f in rows[0]]
+    ratios = [f for f in ("composed", "previous", "compiled") if f in forms]
     head = " | ".join(f"{f} ms" for f in forms)
+    compiled = "compiled" in forms
     lines = [
         f"{size} size: forward + backward over every level, CPU ms (median of {reps}, "
         f"{torch.get_num_threads()} thread(s)), forms interleaved",
         "",
-        f"| loss | {head} | kd_det / composed |" + (" kd_det / previous |" if "previous" in forms else ""),
-        "|---|" + "---|" * (len(forms) + 1 + ("previous" in forms)),
+        f"| loss | {head} | " + " | ".join(f"kd_det / {f}" for f in ratios) + " |"
+        + (" first compiled call, s |" if compiled else ""),
+        "|---|" + "---|" * (len(forms) + len(ratios) + compiled),
     ]  # fmt: skip
     for row in rows:
         cells = " | ".join(f"{row[f]:.1f}" for f in forms)
-        ratio = f"{row['kd_det'] / row['composed']:.2f}"  # type: ignore[operator]
-        extra = (f" {row['kd_det'] / row['previous']:.2f} |"  # type: ignore[operator]
-                 if "previous" in forms else "")  # fmt: skip
-        lines.append(f"| {row['loss']} | {cells} | {ratio} |{extra}")
+        cells += "".join(f" | {row['kd_det'] / row[f]:.2f}" for f in ratios)  # type: ignore[operator]
+        if compiled:
+            cells += f" | {row['compile s']:.1f}"
+        lines.append(f"| {row['loss']} | {cells} |")
     return "\n".join(lines)
 
 
@@ -220,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--previous", type=Path, default=None,
                         help="a kd_det/losses/_fused.py from another commit")  # fmt: skip
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the composed chain through torch.compile")  # fmt: skip
     parser.add_argument("--step", default=None, metavar="CONFIG",
                         help="time whole training steps of this distillation config")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=None, help="(--step) batch size")
@@ -238,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.step:
         print(step_report(args, previous))  # type: ignore[arg-type]
         return 0
-    print(report(run(args.size, args.reps, previous), args.size, args.reps))
+    print(report(run(args.size, args.reps, previous, args.compile), args.size, args.reps))
     return 0
 
 

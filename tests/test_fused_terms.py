@@ -160,6 +160,25 @@ def test_sigmoid_kd_equals_the_composed_form(tau: float, normalize: str) -> None
     assert_same(loss, lambda a, b: reference_sigmoid_kd(a, b, tau, 1.5, normalize), s, t)
 
 
+def test_sigmoid_bce_sum_is_accurate_on_background_and_saturated_logits() -> None:
+    # a dense head's logits: mostly background (σ ≈ 0.01), a few saturated both ways
+    gen = torch.Generator().manual_seed(3)
+    extreme = torch.tensor([-200.0, -40.0, -17.0, 0.0, 17.0, 40.0, 200.0])
+    s = torch.cat([torch.randn(200_000, generator=gen) * 2 - 4.6, extreme])
+    t = torch.cat([torch.randn(200_000, generator=gen) * 2 - 4.6, extreme.flip(0)])
+    total, _ = fused_sigmoid_bce_sum(s, t, 1.0)
+    s64, p64 = s.double(), torch.sigmoid(t.double())
+    exact = (F.softplus(s64) - p64 * s64).sum()  # float64, through log1p
+    assert torch.isfinite(total)
+    assert abs(float(total) - float(exact)) <= 1e-6 * float(exact)
+    # element by element, the largest rounding error is half a float32 step of 1
+    for z in extreme.tolist():
+        one, _ = fused_sigmoid_bce_sum(torch.tensor([z]), torch.tensor([-1e4]), 1.0)
+        assert abs(
+            float(one) - float(F.softplus(torch.tensor(z, dtype=torch.float64)))
+        ) <= 6e-8 * max(1, abs(z))
+
+
 def test_sigmoid_kd_gradient_is_exact_at_zero_logits() -> None:
     s, t = torch.zeros(2, 3, 2, 2), torch.zeros(2, 3, 2, 2)
     _, grad = value_and_grad(SigmoidKDLoss(normalize="mean"), s, t)

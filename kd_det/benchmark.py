@@ -570,6 +570,10 @@ class BenchmarkResult:
     threads: int
     teacher_ckpt: str | None
     modes: dict[str, ModeResult]
+    # the instruction set torch's CPU kernels were picked for ("AVX512", "AVX2", ...): the same
+    # op can cost several times more on one than on another (log1p: 10 ns against 1.4 ns an
+    # element on AVX-512 against AVX2, torch 2.14), so CPU figures compare only within one
+    cpu_capability: str | None = None
     ratios: dict[str, float] = field(init=False)
     cpu_ratios: dict[str, float] | None = field(init=False)
     # the step over its bound round by round (CPU time on CPU, wall time elsewhere): median
@@ -637,6 +641,7 @@ def time_modes(
         threads=torch.get_num_threads(),
         teacher_ckpt=cfg.model.get("teacher_ckpt"),
         modes=modes,
+        cpu_capability=torch.backends.cpu.get_cpu_capability(),
     )
 
 

@@ -239,6 +239,8 @@ def test_cli_reports_three_modes_with_consistent_ratios(digits_root: Path, tmp_p
     assert set(result["modes"]) == set(MODES)
     assert result["batch_size"] == 2 and result["device"] == "cpu" and result["threads"] == 1
     assert result["teacher_ckpt"] is None and "no teacher_ckpt" in text
+    capability = torch.backends.cpu.get_cpu_capability()
+    assert result["cpu_capability"] == capability and f"CPU kernels: {capability}" in text
     medians = {}
     for mode, r in result["modes"].items():
         times = r["times_ms"]

@@ -171,9 +171,11 @@ def format_report(result: BenchmarkResult, target: float = TARGET_RATIO) -> str:
     means."""
     mutual = "mutual" in result.modes
     labels = MUTUAL_MODE_LABELS if mutual else MODE_LABELS
+    cpu = torch.device(result.device).type == "cpu" and result.cpu_capability
+    kernels = f", CPU kernels: {result.cpu_capability}" if cpu else ""
     lines = [
         f"config: {result.config}",
-        f"device: {result.device} (torch threads: {result.threads}), batch size "
+        f"device: {result.device} (torch threads: {result.threads}{kernels}), batch size "
         f"{result.batch_size}, {result.iters} measured rounds after {result.warmup} warm-up; "
         "modes interleaved on the same batches",
     ]

@@ -17,8 +17,10 @@ squared error       ``d = s − t`` (into the gradient), ``d·d``  ``g ·= 2·gr
 log-sum             pass 1: ``d = s − t`` (into the gradient),  ``g ·= α·grad/(m·S)``
                     ``max |d|``; pass 2: ``x = d/m``, ``Σ x^α``,
                     ``x^(α−1)`` (sign kept)
-sigmoid KD          ``p = σ(t)``, ``softplus(z) − p·z`` summed,  ``g ·= grad/τ``
-                    ``σ(z) − p`` (into the gradient)
+sigmoid KD          ``p = σ(t)``, ``softplus(z) − p·z`` summed   ``g ·= grad/τ``
+                    (softplus without ``log1p``, see
+                    :func:`_softplus_sum`), ``σ(z) − p`` (into
+                    the gradient)
 ==================  ==========================================  =========================
 
 Where the input does not need a gradient (``no_grad``, a frozen input) the gradient is not

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import os
 import resource
 import sys
 import time
@@ -574,6 +575,9 @@ class BenchmarkResult:
     # op can cost several times more on one than on another (log1p: 10 ns against 1.4 ns an
     # element on AVX-512 against AVX2, torch 2.14), so CPU figures compare only within one
     cpu_capability: str | None = None
+    # the kernel's share of this process's CPU time over the timing (Linux: page faults, above
+    # all of the large tensors glibc maps and unmaps at every step); None where unknown
+    system_share: float | None = None
     ratios: dict[str, float] = field(init=False)
     cpu_ratios: dict[str, float] | None = field(init=False)
     # the step over its bound round by round (CPU time on CPU, wall time elsewhere): median
@@ -628,7 +632,10 @@ def time_modes(
 ) -> BenchmarkResult:
     """Time the distiller's modes side by side (:func:`time_interleaved`) on ``batches``."""
     steps = build_steps(distiller, cfg.optim_wrapper)
+    before = os.times()
     times = time_interleaved(steps, batches, warmup, iters, device, progress)
+    after = os.times()
+    system, user = after.system - before.system, after.user - before.user
     modes = {
         m: ModeResult.from_times(m, times.wall_ms[m], times.cpu_ms[m]) for m in modes_of(distiller)
     }
@@ -642,6 +649,7 @@ def time_modes(
         teacher_ckpt=cfg.model.get("teacher_ckpt"),
         modes=modes,
         cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        system_share=system / (system + user) if system + user > 0 else None,
     )
 
 

@@ -107,6 +107,17 @@ def test_report_says_whether_the_run_shows_the_target() -> None:
     assert report_dict(result(1.02, 0.05), 1.02)["shown"] == "undecided"
 
 
+def test_report_suggests_a_steady_malloc_when_the_kernel_takes_much_cpu_time() -> None:
+    result = _result({"student": 50.0, "distill": 110.0, "bound": 100.0})
+    assert "GLIBC_TUNABLES" not in format_report(result)
+    result.system_share = 0.14
+    text = format_report(result)
+    assert "note: 14% of the CPU time was the kernel's" in text
+    assert "GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=" in text
+    result.system_share = 0.02
+    assert "GLIBC_TUNABLES" not in format_report(result)
+
+
 def test_report_states_the_verdict_on_the_target() -> None:
     result = _result({"student": 50.0, "distill": 104.0, "bound": 100.0}, memory=True)
     text = format_report(result, target=1.05)
@@ -241,6 +252,7 @@ def test_cli_reports_three_modes_with_consistent_ratios(digits_root: Path, tmp_p
     assert result["teacher_ckpt"] is None and "no teacher_ckpt" in text
     capability = torch.backends.cpu.get_cpu_capability()
     assert result["cpu_capability"] == capability and f"CPU kernels: {capability}" in text
+    assert 0.0 <= result["system_share"] < 1.0
     medians = {}
     for mode, r in result["modes"].items():
         times = r["times_ms"]

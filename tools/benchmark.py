@@ -71,6 +71,10 @@ MUTUAL_MODE_LABELS = {
     "bound": "(d) lower bound = (a) + (b)",
 }
 TARGET_RATIO = 1.05
+#: above this share of kernel time in the CPU time, the report suggests STEADY_MALLOC
+SYSTEM_SHARE_HINT = 0.05
+#: glibc keeps every tensor in its heap and never hands the heap back to the kernel (64 GiB)
+STEADY_MALLOC = "GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
 MEMORY_KINDS = {
     "cuda_max_memory_allocated": "torch.cuda.max_memory_allocated (GPU tensors)",
     "cpu_peak_rss": "peak resident set size of the whole process during the steps",
@@ -238,6 +242,13 @@ def format_report(result: BenchmarkResult, target: float = TARGET_RATIO) -> str:
         f"{short} round by round ({clock} time, both on the same batch): median {mid:.3f}, "
         f"95% interval {low:.3f}-{high:.3f}; {shown}"
     )
+    if show_cpu and (result.system_share or 0.0) > SYSTEM_SHARE_HINT:
+        lines.append(
+            f"note: {100 * result.system_share:.0f}% of the CPU time was the kernel's, mostly "  # type: ignore[operator]
+            "page faults of the large tensors glibc maps and unmaps at every step; it varies "
+            "from round to round and widens the interval. For steadier ratios run with "
+            f"{STEADY_MALLOC} (tensors then stay in the heap; see docs/cost.md)"
+        )
     if has_mem:
         kind = next(m.memory.kind for m in result.modes.values() if m.memory)
         lines.append(

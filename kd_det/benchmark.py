@@ -279,8 +279,9 @@ class RoundReporter:
 
         round 7/17: b/c so far 1.031 (median of 6 rounds), 6.1 min elapsed, about 8.7 min left
 
+    Warm-up rounds count in the total and have no ratio yet.
+
     Args:
-        warmup: rounds that are not measured (counted in the total, no ratio).
         cpu_time: compare in CPU time (``Timings.cpu_ms``) rather than wall time.
         every_s: least time between two lines.
         write: where a line goes (default: ``sys.stderr``, flushed).
@@ -289,13 +290,12 @@ class RoundReporter:
 
     def __init__(
         self,
-        warmup: int,
         cpu_time: bool,
         every_s: float = 10.0,
         write: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.warmup, self.cpu_time, self.every_s = warmup, cpu_time, every_s
+        self.cpu_time, self.every_s = cpu_time, every_s
         self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
         self.clock = clock
         self.start = self.last = clock()

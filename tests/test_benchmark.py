@@ -175,7 +175,7 @@ def test_interleaving_rotates_the_order_and_drops_warmup() -> None:
 def test_round_reporter_says_how_far_the_timing_is_at_most_every_few_seconds() -> None:
     now = [0.0]
     lines: list[str] = []
-    reporter = RoundReporter(warmup=1, cpu_time=True, every_s=10.0, write=lines.append,
+    reporter = RoundReporter(cpu_time=True, every_s=10.0, write=lines.append,
                              clock=lambda: now[0])  # fmt: skip
     steps = {m: (lambda b, m=m: now.__setitem__(0, now[0] + 4.0)) for m in MODES}
     time_interleaved(steps, [{}], warmup=1, iters=4, device="cpu", progress=reporter)
@@ -190,7 +190,7 @@ def test_round_reporter_says_how_far_the_timing_is_at_most_every_few_seconds() -
     assert "median of 4 rounds), 60 s elapsed" in lines[-1]
     # a fast timing prints only its last round
     quiet: list[str] = []
-    reporter = RoundReporter(warmup=0, cpu_time=False, write=quiet.append)
+    reporter = RoundReporter(cpu_time=False, write=quiet.append)
     time_interleaved({m: lambda b: None for m in MODES}, [{}], 0, 50, "cpu", progress=reporter)
     assert len(quiet) == 1 and quiet[0].startswith("round 50/50: b/c so far ")
 

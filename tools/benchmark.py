@@ -9,8 +9,8 @@ Times three modes side by side in one process, interleaved round by round on the
 preprocessed batches (see :mod:`kd_det.benchmark`): (a) the student trained alone, (b) the
 distillation step, (c) the lower bound (a) + the teacher's forward to the deepest needed layer.
 While it times, a line on stderr at most every 10 s says how many rounds are done, the ratio
-so far and about how long is left. Then measures each mode's peak memory in a child process of its own (``--only MODE``;
-the three run concurrently after the timing).
+so far and about how long is left. Then measures each mode's peak memory in a child process of
+its own (``--only MODE``; the three run concurrently after the timing).
 The report states whether b/c meets ``--target`` (default 1.05: a distillation step at most 5 %
 slower than its lower bound) and whether the run shows it: the step over its bound round by
 round (both on the same batch), its median and a 95 % bootstrap interval; a target is shown met
@@ -175,8 +175,10 @@ def format_report(result: BenchmarkResult, target: float = TARGET_RATIO) -> str:
     means."""
     mutual = "mutual" in result.modes
     labels = MUTUAL_MODE_LABELS if mutual else MODE_LABELS
-    cpu = torch.device(result.device).type == "cpu" and result.cpu_capability
-    kernels = f", CPU kernels: {result.cpu_capability}" if cpu else ""
+    show_cpu = result.cpu_time
+    kernels = (
+        f", CPU kernels: {result.cpu_capability}" if show_cpu and result.cpu_capability else ""
+    )
     lines = [
         f"config: {result.config}",
         f"device: {result.device} (torch threads: {result.threads}{kernels}), batch size "
@@ -189,7 +191,6 @@ def format_report(result: BenchmarkResult, target: float = TARGET_RATIO) -> str:
             "(weights do not change the speed)"
         )
     head = f"{'mode':<42}{'median ms':>10}{'q1 ms':>9}{'q3 ms':>9}{'IQR ms':>9}"
-    show_cpu = result.cpu_time
     if show_cpu:
         head += f"{'CPU ms':>10}"
     has_mem = any(m.memory is not None for m in result.modes.values())
@@ -242,9 +243,10 @@ def format_report(result: BenchmarkResult, target: float = TARGET_RATIO) -> str:
         f"{short} round by round ({clock} time, both on the same batch): median {mid:.3f}, "
         f"95% interval {low:.3f}-{high:.3f}; {shown}"
     )
-    if show_cpu and (result.system_share or 0.0) > SYSTEM_SHARE_HINT:
+    system_share = result.system_share or 0.0
+    if show_cpu and system_share > SYSTEM_SHARE_HINT:
         lines.append(
-            f"note: {100 * result.system_share:.0f}% of the CPU time was the kernel's, mostly "  # type: ignore[operator]
+            f"note: {100 * system_share:.0f}% of the CPU time was the kernel's, mostly "
             "page faults of the large tensors glibc maps and unmaps at every step; it varies "
             "from round to round and widens the interval. For steadier ratios run with "
             f"{STEADY_MALLOC} (tensors then stay in the heap; see docs/cost.md)"
@@ -374,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.iters,
         args.seed,
         args.term_reps,
-        RoundReporter(args.warmup, cpu_time),
+        RoundReporter(cpu_time),
     )
     if not args.no_memory:
         for mode, memory in memory_in_children(raw, list(result.modes)).items():

@@ -7,11 +7,13 @@ and background load touch all of them alike:
   optimizer step, with an optimizer wrapper (the config's ``optim_wrapper``) over the
   student's parameters only.
 * ``distill``: the distiller's ``train_step`` minus data preprocessing — ``distiller.loss``
-  (teacher forward, student forward, distill terms) + ``parse_losses`` + backward + step, with
-  an optimizer wrapper over all the distiller's parameters (student and connectors).
+  (teacher forward, student forward, distill terms), the recorded features released as
+  ``train_step`` releases them, ``parse_losses`` + backward + step, with an optimizer wrapper
+  over all the distiller's parameters (student and connectors).
 * ``bound``: the lower bound of any distiller — ``distiller.teacher_forward`` (teacher run
-  under ``no_grad`` only as far as the deepest layer a term needs) followed by the
-  ``student`` step.
+  under ``no_grad`` only as far as the deepest layer a term needs), its recorded maps
+  released at once, followed by the ``student`` step. No teacher map is held through the
+  student's step, so the bound is never charged for memory the distillation step frees.
 
 A mutual-learning model (:class:`~kd_det.distillers.MutualDistiller`) has four modes instead
 (:data:`MUTUAL_MODES`):
@@ -166,13 +168,17 @@ def build_steps(distiller: nn.Module, optim_wrapper_cfg: Any) -> dict[str, Step]
 
     def distill_step(batch: Batch) -> None:
         with distill_optim.optim_context(distiller):
-            losses = distiller.loss(batch["inputs"], batch["data_samples"])
+            try:
+                losses = distiller.loss(batch["inputs"], batch["data_samples"])
+            finally:
+                distiller.release_features()  # as train_step does, before the backward
         loss, _ = distiller.parse_losses(losses)
         distill_optim.update_params(loss)
 
     def bound_step(batch: Batch) -> None:
         with student_optim.optim_context(student):
             distiller.teacher_forward(batch["inputs"], batch["data_samples"])
+        distiller.release_features()  # no teacher map is held through the student's step
         student_step(batch)
 
     return dict(student=student_step, distill=distill_step, bound=bound_step)

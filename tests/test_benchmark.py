@@ -24,10 +24,12 @@ from kd_det.benchmark import (
     TermCost,
     add_shares,
     build_distiller,
+    build_steps,
     cpu_tensor_peak,
     load_config,
     measure_memory,
     paired_ratio_interval,
+    prepare,
     ratios_of,
     time_interleaved,
 )
@@ -286,6 +288,28 @@ def test_cli_reports_three_modes_with_consistent_ratios(digits_root: Path, tmp_p
         assert name in text
     assert "distill term" in text and "of b-c" in text
     assert "round 4/4: b/c so far " in text  # progress: the last round is always reported
+
+
+def test_steps_hold_no_recorded_feature_where_train_step_would_not(digits_root: Path) -> None:
+    """The bound's student step runs with no teacher map alive, and neither mode leaves a
+    recorded feature behind it (``train_step`` releases them after the loss)."""
+    cfg = load_config(str(DISTILL_CONFIG), {"model.teacher_ckpt": None}, 2, f"{digits_root}/det/")
+    distiller, batches = prepare(cfg, "cpu", 1, 0)
+    steps = build_steps(distiller, cfg.optim_wrapper)
+    held: list[int] = []
+    student_loss = distiller.student.loss
+
+    def loss(*args, **kwargs):
+        held.append(sum(len(v) for v in distiller._teacher_recorder.records.values()))
+        return student_loss(*args, **kwargs)
+
+    distiller.student.loss = loss
+    steps["bound"](batches[0])
+    assert held == [0]
+    steps["distill"](batches[0])
+    assert held[1] > 0  # the distillation step's student does run beside the teacher's maps
+    for recorder in (distiller._student_recorder, distiller._teacher_recorder):
+        assert recorder.records == {}
 
 
 def test_non_distiller_config_is_refused() -> None:

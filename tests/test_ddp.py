@@ -82,7 +82,12 @@ ddp(torch.full((1, 3), float(rank + 1))).sum().backward()
 assert torch.equal(model.weight.grad, torch.full((1, 3), 1.5)), model.weight.grad
 print(f'rank {rank} ok', flush=True)
 # tear the group down before the interpreter exits: gloo's threads left running at exit can abort
-# the process ('terminate called without an active exception'), failing a test that passed
+# the process ('terminate called without an active exception'), failing a test that passed.
+# destroy_process_group only drops the global references: the DDP wrapper's reducer holds the
+# group too, so it goes first, and the barrier keeps a rank from closing its end of the
+# connection while the other still uses it.
+del ddp
+torch.distributed.barrier()
 torch.distributed.destroy_process_group()
 """
 

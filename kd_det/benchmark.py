@@ -429,13 +429,12 @@ def measure_memory(
     batches: Sequence[Batch],
     steps: int,
     device: str,
-    release: Callable[[], None] | None = None,
 ) -> MemoryResult:
     """Run ``step`` ``steps`` times (cycling ``batches``) and report its peak memory. Meant
     for a process that runs only this mode: memory freed by one mode stays resident (the
-    allocator keeps it), so modes measured in one process would blur into each other.
-    ``release`` drops what a step leaves behind (a distiller's recorded features) before the
-    CPU tensor count, whose profiler cannot see the freeing of older tensors."""
+    allocator keeps it), so modes measured in one process would blur into each other. The
+    steps of :func:`build_steps` leave no recorded feature behind, so the CPU tensor count,
+    whose profiler cannot see the freeing of older tensors, starts from a clean slate."""
     if steps < 1:
         raise ValueError(f"need at least one step to measure memory, got {steps}")
     gc.collect()
@@ -454,8 +453,6 @@ def measure_memory(
         _run_steps(step, batches, steps)
         peak = _proc_status_bytes("VmHWM")
         assert peak is not None
-        if release is not None:
-            release()
         gc.collect()
         tensors = cpu_tensor_peak(step, batches, steps)
         return MemoryResult(
@@ -688,8 +685,7 @@ def run_memory(
             f"{list(modes_of(distiller))}"
         )
     step = build_steps(distiller, cfg.optim_wrapper)[mode]
-    release = getattr(distiller, "release_features", None)
-    return measure_memory(step, batches, steps, device, release if callable(release) else None)
+    return measure_memory(step, batches, steps, device)
 
 
 # -- per-term cost ---------------------------------------------------------------------------

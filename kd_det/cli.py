@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import os.path as osp
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import HOOKS, MODELS, RUNNERS
 from mmengine.runner import Runner
@@ -185,3 +187,20 @@ def check_checkpoints(cfg: Config) -> None:
 
 def build_runner(cfg: Config) -> Runner:
     return Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
+
+
+def close_process_group() -> None:
+    """End a distributed run (torchrun ``--launcher pytorch``): no-op in a single process.
+
+    torch asks every process of a group to call ``destroy_process_group`` once it is done
+    communicating; mmengine's Runner does not. Without it gloo's worker threads can outlive
+    the interpreter and abort a rank that finished ("terminate called without an active
+    exception"), so a finished run exits non-zero. Call it after the Runner is gone: its
+    DDP wrapper holds the group too. The ranks meet at a barrier first, so none closes its
+    end of a connection another still uses.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    gc.collect()  # the Runner's DDP wrapper, if a reference cycle still holds it
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()

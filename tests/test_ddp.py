@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from kd_det.cli import close_process_group
 from kd_det.compat import load_local_checkpoint
 from tests.conftest import REPO, det_data_overrides, read_scalars, short_schedule, write_config
 from tests.distill_helpers import make_runner
@@ -66,6 +68,7 @@ from mmengine.dist import get_rank, init_dist
 from mmengine.model import MMDistributedDataParallel
 
 import kd_det  # noqa: F401
+from kd_det.cli import close_process_group
 
 init_dist('pytorch', backend='nccl')
 assert torch.distributed.get_backend() == 'gloo', torch.distributed.get_backend()
@@ -81,14 +84,10 @@ ddp(torch.full((1, 3), float(rank + 1))).sum().backward()
 # d(w . x + b)/dw = x, averaged over the ranks' inputs 1 and 2
 assert torch.equal(model.weight.grad, torch.full((1, 3), 1.5)), model.weight.grad
 print(f'rank {rank} ok', flush=True)
-# tear the group down before the interpreter exits: gloo's threads left running at exit can abort
-# the process ('terminate called without an active exception'), failing a test that passed.
-# destroy_process_group only drops the global references: the DDP wrapper's reducer holds the
-# group too, so it goes first, and the barrier keeps a rank from closing its end of the
-# connection while the other still uses it.
+# as tools/train.py ends: the DDP wrapper, which holds the group, goes first
 del ddp
-torch.distributed.barrier()
-torch.distributed.destroy_process_group()
+close_process_group()
+assert not torch.distributed.is_initialized()
 """
 
 
@@ -153,6 +152,24 @@ def test_torchrun_init_and_ddp_wrap_on_cpu(tmp_path: Path) -> None:
     log = _torchrun(str(script), env=_env(), timeout=300)
     assert "rank 0 ok" in log and "rank 1 ok" in log
     assert "gloo backend instead of nccl" in log
+
+
+def test_close_process_group_destroys_the_group_of_a_finished_run(tmp_path: Path) -> None:
+    """tools/train.py and tools/test.py end with it: the group a torchrun run opened is
+    destroyed once the Runner and its DDP wrapper are gone; without a group it does nothing."""
+    close_process_group()  # a single-process run: nothing to close, no error
+    torch.distributed.init_process_group(
+        "gloo", init_method=(tmp_path / "store").as_uri(), rank=0, world_size=1
+    )
+    try:
+        ddp = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 1))
+        ddp(torch.ones(1, 2)).sum().backward()
+        del ddp
+        close_process_group()
+        assert not torch.distributed.is_initialized()
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def _read_jsonl(path: Path) -> list[dict]:

@@ -13,7 +13,13 @@ import argparse
 from mmengine.evaluator import DumpResults
 
 import kd_det  # noqa: F401  (registers kd_det and its checkpoint-loading fix)
-from kd_det.cli import add_common_args, build_runner, check_inputs, load_config
+from kd_det.cli import (
+    add_common_args,
+    build_runner,
+    check_inputs,
+    close_process_group,
+    load_config,
+)
 
 
 def main() -> None:
@@ -35,3 +41,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    close_process_group()  # after main: its Runner, holding the group, is gone

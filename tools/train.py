@@ -14,7 +14,13 @@ import torch
 from mmengine.config import Config
 
 import kd_det  # noqa: F401  (registers kd_det and its checkpoint-loading fix)
-from kd_det.cli import add_common_args, build_runner, check_inputs, load_config
+from kd_det.cli import (
+    add_common_args,
+    build_runner,
+    check_inputs,
+    close_process_group,
+    load_config,
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -59,3 +65,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    close_process_group()  # after main: its Runner, holding the group, is gone

@@ -15,6 +15,21 @@ and background load touch all of them alike:
   released at once, followed by the ``student`` step. No teacher map is held through the
   student's step, so the bound is never charged for memory the distillation step frees.
 
+With ``split=True`` two more modes (:data:`SPLIT_MODES`) place the step's excess over the bound
+within the step itself, where a term need not cost what it costs timed alone
+(:func:`measure_terms`: its inputs there are still in cache):
+
+* ``terms_off``: the ``distill`` step with every term's loss a zero without a graph
+  (:func:`terms_cut`): the recording, the checks, the release of features, the longer loss
+  dict and the optimizer over the connectors still run, the terms do not;
+* ``terms_no_grad``: the ``distill`` step with every term run under ``no_grad``: the terms'
+  values, and nothing done for their gradient (the fused losses then skip the gradient they
+  otherwise compute in their forward sweep).
+
+So ``terms_off`` over ``bound`` is the distiller's machinery, ``terms_no_grad`` over
+``terms_off`` the terms' values and ``distill`` over ``terms_no_grad`` what their gradients
+cost, each round by round (:func:`split_excess`).
+
 A mutual-learning model (:class:`~kd_det.distillers.MutualDistiller`) has four modes instead
 (:data:`MUTUAL_MODES`):
 
@@ -49,6 +64,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -64,6 +80,8 @@ from kd_det.distillers.optim import NETWORKS, network_optim_wrapper_cfg
 
 MODES = ("student", "distill", "bound")
 MUTUAL_MODES = ("net1", "net2", "mutual", "bound")
+#: the distillation step with its terms cut back (``build_steps(..., split=True)``)
+SPLIT_MODES = ("terms_off", "terms_no_grad")
 MIB = 1024.0 * 1024.0
 
 Batch = dict[str, Any]
@@ -152,10 +170,23 @@ def preprocessed_batches(distiller: nn.Module, dataloader_cfg: Any, count: int) 
     return batches
 
 
-def build_steps(distiller: nn.Module, optim_wrapper_cfg: Any) -> dict[str, Step]:
-    """One training-step callable per mode (see the module docstring)."""
+def build_steps(
+    distiller: nn.Module, optim_wrapper_cfg: Any, split: bool = False
+) -> dict[str, Step]:
+    """One training-step callable per mode (see the module docstring); with ``split``, also
+    the :data:`SPLIT_MODES` of a distiller with terms."""
     if is_mutual(distiller):
+        if split:
+            raise ValueError(
+                f"split: the excess of a {type(distiller).__name__} cannot be split by term; "
+                "split applies to a single-teacher distiller (kd_det.SingleTeacherDistiller)"
+            )
         return build_mutual_steps(distiller, optim_wrapper_cfg)
+    if split and not getattr(distiller, "terms", None):
+        raise ValueError(
+            f"split: the {type(distiller).__name__} has no distill terms to cut back; give the "
+            "config a `distill` term or leave split off"
+        )
     student: nn.Module = distiller.student
     student_optim: OptimWrapper = build_optim_wrapper(student, copy.deepcopy(optim_wrapper_cfg))
     distill_optim: OptimWrapper = build_optim_wrapper(distiller, copy.deepcopy(optim_wrapper_cfg))
@@ -181,7 +212,54 @@ def build_steps(distiller: nn.Module, optim_wrapper_cfg: Any) -> dict[str, Step]
         distiller.release_features()  # no teacher map is held through the student's step
         student_step(batch)
 
-    return dict(student=student_step, distill=distill_step, bound=bound_step)
+    steps = dict(student=student_step, distill=distill_step, bound=bound_step)
+    if split:
+        for mode, how in zip(SPLIT_MODES, ("off", "no_grad"), strict=True):
+            steps[mode] = _cut_step(distiller, distill_step, how)
+    return steps
+
+
+def _cut_step(distiller: nn.Module, step: Step, how: str) -> Step:
+    def cut_step(batch: Batch) -> None:
+        with terms_cut(distiller, how):
+            step(batch)
+
+    return cut_step
+
+
+@contextmanager
+def terms_cut(distiller: nn.Module, how: str) -> Iterator[None]:
+    """Cut every distill term of ``distiller`` back while the block runs.
+
+    ``how='off'``: a term's loss is a float32 zero without a graph; its connectors and loss do
+    not run. ``how='no_grad'``: a term runs under ``no_grad``, so its value is computed and
+    nothing is done for its gradient. Everything around the terms runs as usual. Each term
+    gets its own forward back on exit.
+    """
+    if how not in ("off", "no_grad"):
+        raise ValueError(f"terms_cut: how must be 'off' or 'no_grad', got {how!r}")
+    terms: list[nn.Module] = list(distiller.terms.values())
+    for term in terms:
+        if "forward" in vars(term):
+            raise RuntimeError(f"terms_cut: the term {term.name!r} is already cut back")
+        term.forward = _cut_forward(term, how)  # the instance's attribute shadows the method
+    try:
+        yield
+    finally:
+        for term in terms:
+            del term.forward
+
+
+def _cut_forward(term: nn.Module, how: str) -> Callable[[list[Tensor], list[Tensor]], Tensor]:
+    forward = type(term).forward
+
+    def cut(student_layers: list[Tensor], teacher_layers: list[Tensor]) -> Tensor:
+        if how == "off":
+            return student_layers[0].new_zeros((), dtype=torch.float32)
+        with torch.no_grad():
+            return forward(term, student_layers, teacher_layers)
+
+    return cut
 
 
 def build_mutual_steps(model: nn.Module, optim_wrapper_cfg: Any) -> dict[str, Step]:
@@ -611,6 +689,49 @@ class BenchmarkResult:
         return asdict(self)
 
 
+#: the parts of the step's excess that the split modes tell apart: (name, the mode with the
+#: part, the mode without it)
+SPLIT_PARTS = (
+    ("machinery", "terms_off", "bound"),
+    ("terms' values", "terms_no_grad", "terms_off"),
+    ("terms' gradients", "distill", "terms_no_grad"),
+)
+
+
+@dataclass
+class SplitPart:
+    """One part of the distillation step's excess over its bound, measured within the step
+    (:data:`SPLIT_PARTS`): mode ``num`` over mode ``den`` round by round, both on the same
+    batch (CPU time on CPU), as the median ratio and its 95 % interval
+    (:func:`paired_ratio_interval`), and the median of the per-round differences in ms."""
+
+    name: str
+    num: str
+    den: str
+    ratio: float
+    low: float
+    high: float
+    ms: float
+
+
+def split_excess(result: BenchmarkResult) -> list[SplitPart]:
+    """The parts of :data:`SPLIT_PARTS` from a run timed with the :data:`SPLIT_MODES`; empty
+    for a run without them."""
+    if not set(SPLIT_MODES) <= set(result.modes):
+        return []
+
+    def times(mode: str) -> list[float]:
+        m = result.modes[mode]
+        return m.cpu_times_ms if result.cpu_time else m.times_ms
+
+    parts = []
+    for name, num, den in SPLIT_PARTS:
+        ratio, low, high = paired_ratio_interval(times(num), times(den))
+        ms = float(np.median(np.subtract(times(num), times(den))))
+        parts.append(SplitPart(name, num, den, ratio, low, high, ms))
+    return parts
+
+
 # -- whole runs ------------------------------------------------------------------------------
 
 
@@ -632,16 +753,16 @@ def time_modes(
     warmup: int,
     iters: int,
     progress: Progress | None = None,
+    split: bool = False,
 ) -> BenchmarkResult:
-    """Time the distiller's modes side by side (:func:`time_interleaved`) on ``batches``."""
-    steps = build_steps(distiller, cfg.optim_wrapper)
+    """Time the distiller's modes side by side (:func:`time_interleaved`) on ``batches``; with
+    ``split``, the :data:`SPLIT_MODES` too."""
+    steps = build_steps(distiller, cfg.optim_wrapper, split)
     before = os.times()
     times = time_interleaved(steps, batches, warmup, iters, device, progress)
     after = os.times()
     system, user = after.system - before.system, after.user - before.user
-    modes = {
-        m: ModeResult.from_times(m, times.wall_ms[m], times.cpu_ms[m]) for m in modes_of(distiller)
-    }
+    modes = {m: ModeResult.from_times(m, times.wall_ms[m], times.cpu_ms[m]) for m in steps}
     return BenchmarkResult(
         config=config_path,
         device=device,
@@ -793,12 +914,16 @@ def run_timing_with_terms(
     seed: int = 0,
     term_reps: int = 10,
     progress: Progress | None = None,
+    split: bool = False,
 ) -> tuple[BenchmarkResult, dict[str, TermCost]]:
     """:func:`run_timing` followed, in the same process and on the same
     distiller, by :func:`measure_terms` (skipped for ``term_reps=0`` and for distillers
-    without ``terms`` of a single teacher). ``progress`` follows the timing's rounds."""
+    without ``terms`` of a single teacher). ``progress`` follows the timing's rounds; ``split``
+    adds the :data:`SPLIT_MODES` to them."""
     distiller, batches = prepare(cfg, device, warmup + iters, seed)
-    result = time_modes(distiller, batches, cfg, config_path, device, warmup, iters, progress)
+    result = time_modes(
+        distiller, batches, cfg, config_path, device, warmup, iters, progress, split
+    )
     costs = (
         measure_terms(distiller, batches[0], term_reps, device) if "distill" in result.modes else {}
     )

@@ -17,6 +17,7 @@ import torch
 
 from kd_det.benchmark import (
     MODES,
+    SPLIT_MODES,
     BenchmarkResult,
     MemoryResult,
     ModeResult,
@@ -31,12 +32,15 @@ from kd_det.benchmark import (
     paired_ratio_interval,
     prepare,
     ratios_of,
+    split_excess,
+    terms_cut,
     time_interleaved,
 )
 from tests.conftest import CONFIGS, REPO, run_tool
 from tools.benchmark import (
     MODE_LABELS,
     format_report,
+    format_split,
     format_terms,
     report_dict,
 )
@@ -125,8 +129,8 @@ def test_report_states_the_verdict_on_the_target() -> None:
     text = format_report(result, target=1.05)
     assert "target b/c <= 1.05: MET (distillation step is +4.0% over the bound)" in text
     assert "target b/c <= 1.02: NOT MET" in format_report(result, target=1.02)
-    for label in MODE_LABELS.values():
-        assert label in text
+    for mode in MODES:
+        assert MODE_LABELS[mode] in text
     assert "b/a = 2.080   b/c = 1.040   c/a = 2.000" in text
     assert "peak = peak resident set size" in text and "no teacher_ckpt" in text
     assert report_dict(result, 1.05)["within_target"] is True
@@ -155,6 +159,71 @@ def test_term_shares_by_hand() -> None:
     add_shares(costs, fast)
     assert costs["fpn"].excess_share is None and costs["fpn"].step_share == pytest.approx(0.125)
     assert format_terms({}, fast) == ""
+
+
+def test_split_parts_by_hand() -> None:
+    """machinery = b0/c, terms' values = b1/b0, terms' gradients = b/b1, round by round."""
+    bound = np.array([100.0, 200.0, 150.0])
+    cpu = {"bound": bound, "terms_off": bound + 1, "terms_no_grad": bound + 3}
+    cpu["distill"] = cpu["terms_no_grad"] * 1.01
+    cpu["student"] = bound / 2
+    modes = {m: ModeResult.from_times(m, list(2 * t), list(t)) for m, t in cpu.items()}
+    result = BenchmarkResult("cfg.py", "cpu", 2, 1, 3, 1, None, modes)
+    machinery, forward, backward = split_excess(result)
+    assert (machinery.num, machinery.den, forward.num, backward.den) == (
+        "terms_off", "bound", "terms_no_grad", "terms_no_grad"
+    )  # fmt: skip
+    assert machinery.ratio == pytest.approx(151 / 150) and machinery.ms == pytest.approx(1.0)
+    assert forward.ms == pytest.approx(2.0) and forward.low <= forward.ratio <= forward.high
+    assert backward.ratio == pytest.approx(1.01) and backward.ms == pytest.approx(1.53)
+    text = format_split(result)
+    assert "terms' values" in text and "b1/b0" in text and "+2.00" in text
+    assert report_dict(result)["split"][2]["name"] == "terms' gradients"
+    plain = _result({"student": 50.0, "distill": 110.0, "bound": 100.0})
+    assert split_excess(plain) == [] and format_split(plain) == ""
+    assert report_dict(plain)["split"] == []
+
+
+def test_split_modes_cut_the_terms_back_and_give_them_back(digits_root: Path) -> None:
+    """terms_off: every term's loss a zero, no connector learns; terms_no_grad: the terms'
+    values without a gradient; the distill step afterwards is whole again."""
+    cfg = load_config(str(DISTILL_CONFIG), {"model.teacher_ckpt": None}, 2, f"{digits_root}/det/")
+    distiller, batches = prepare(cfg, "cpu", 1, 0)
+    steps = build_steps(distiller, cfg.optim_wrapper, split=True)
+    assert tuple(steps) == MODES + SPLIT_MODES
+    seen: list[dict[str, torch.Tensor]] = []
+    distiller_loss = distiller.loss
+
+    def loss(*args, **kwargs):
+        losses = distiller_loss(*args, **kwargs)
+        seen.append({k: v for k, v in losses.items() if k.startswith("distill.")})
+        return losses
+
+    distiller.loss = loss
+    projector = distiller.terms["fpn"].connectors[0].projector.weight
+    for mode in ("terms_off", "terms_no_grad", "distill"):
+        before = projector.detach().clone()
+        steps[mode](batches[0])
+        values = seen[-1]
+        assert set(values) == {"distill.fpn.loss", "distill.cls.loss"}, mode
+        assert all(v.requires_grad == (mode == "distill") for v in values.values()), mode
+        assert all((float(v.detach()) == 0) == (mode == "terms_off") for v in values.values())
+        assert torch.equal(projector, before) != (mode == "distill"), mode
+        assert all("forward" not in vars(term) for term in distiller.terms.values())
+    with pytest.raises(KeyboardInterrupt), terms_cut(distiller, "off"):
+        raise KeyboardInterrupt  # the forward comes back whatever ends the block
+    assert all("forward" not in vars(term) for term in distiller.terms.values())
+    with (
+        terms_cut(distiller, "off"),
+        pytest.raises(RuntimeError, match="already cut back"),
+        terms_cut(distiller, "no_grad"),
+    ):
+        pass
+    with (
+        pytest.raises(ValueError, match="how must be 'off' or 'no_grad', got 'half'"),
+        terms_cut(distiller, "half"),
+    ):
+        pass
 
 
 def test_interleaving_rotates_the_order_and_drops_warmup() -> None:
@@ -246,10 +315,18 @@ def test_cli_reports_three_modes_with_consistent_ratios(digits_root: Path, tmp_p
         "--iters", "3", "--warmup", "1", "--batch-size", "2", "--threads", "1",
         "--memory-steps", "1", "--data-root", f"{digits_root}/det/",
         "--cfg-options", "model.teacher_ckpt=None", "--json", out, "--term-reps", "2",
-        timeout=300,
+        "--split", timeout=300,
     )  # fmt: skip
     result = json.loads(out.read_text())
-    assert set(result["modes"]) == set(MODES)
+    assert tuple(result["modes"]) == MODES + SPLIT_MODES
+    for mode in SPLIT_MODES:  # timed only: no memory child of their own
+        assert result["modes"].pop(mode)["memory"] is None and MODE_LABELS[mode] in text
+    assert [p["name"] for p in result["split"]] == [
+        "machinery",
+        "terms' values",
+        "terms' gradients",
+    ]
+    assert "part of b-c, within the step" in text
     assert result["batch_size"] == 2 and result["device"] == "cpu" and result["threads"] == 1
     assert result["teacher_ckpt"] is None and "no teacher_ckpt" in text
     capability = torch.backends.cpu.get_cpu_capability()

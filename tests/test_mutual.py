@@ -579,6 +579,8 @@ def test_benchmark_bound_steps_each_network_with_its_own_optimizer() -> None:
     steps = build_steps(model, dict(constructor="kd_det.MutualOptimWrapperConstructor",
                                     optimizer=dict(type="SGD", lr=0.1)))  # fmt: skip
     assert tuple(steps) == MUTUAL_MODES
+    with pytest.raises(ValueError, match="MutualDistiller cannot be split by term"):
+        build_steps(model, dict(optimizer=dict(type="SGD", lr=0.1)), split=True)
     batch = dict(inputs=torch.randn(2, 3, 16, 16), data_samples=None)
     for mode in ("net1", "net2"):
         before = {k: v.clone() for k, v in model.state_dict().items()}

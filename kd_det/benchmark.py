@@ -88,6 +88,10 @@ Batch = dict[str, Any]
 Step = Callable[[Batch], None]
 
 
+class SplitUnavailable(ValueError):
+    """``split`` was asked of a model whose excess cannot be split by term."""
+
+
 # -- configuration and construction ----------------------------------------------------------
 
 
@@ -177,13 +181,13 @@ def build_steps(
     the :data:`SPLIT_MODES` of a distiller with terms."""
     if is_mutual(distiller):
         if split:
-            raise ValueError(
+            raise SplitUnavailable(
                 f"split: the excess of a {type(distiller).__name__} cannot be split by term; "
                 "split applies to a single-teacher distiller (kd_det.SingleTeacherDistiller)"
             )
         return build_mutual_steps(distiller, optim_wrapper_cfg)
     if split and not getattr(distiller, "terms", None):
-        raise ValueError(
+        raise SplitUnavailable(
             f"split: the {type(distiller).__name__} has no distill terms to cut back; give the "
             "config a `distill` term or leave split off"
         )

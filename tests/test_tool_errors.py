@@ -93,6 +93,14 @@ def test_benchmark_without_data(tmp_path: Path) -> None:
     assert str(root) in line and "python tools/make_digits.py" in line
 
 
+def test_benchmark_split_of_a_mutual_distiller(digits_root: Path) -> None:
+    config = CONFIGS / "dml" / "dml_resnet18-w8-w8_30e_digits-cls.py"
+    line = tool_error("tools/benchmark.py", config, "--split", "--iters", "1", "--warmup", "0",
+                      "--no-memory", "--batch-size", "2", "--data-root", f"{digits_root}/cls/")  # fmt: skip
+    assert "--split: the excess of a MutualDistiller cannot be split by term" in line
+    assert "drop --split for" in line
+
+
 def test_missing_annotation_file_of_a_wrapped_metric(digits_root: Path, tmp_path: Path) -> None:
     """kd_det.MutualMetric wraps the task's metric: its annotation file is checked too."""
     from mmengine.config import Config

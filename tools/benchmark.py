@@ -54,6 +54,7 @@ from kd_det.benchmark import (
     BenchmarkResult,
     MemoryResult,
     RoundReporter,
+    SplitUnavailable,
     TermCost,
     key_ratio,
     load_config,
@@ -62,7 +63,7 @@ from kd_det.benchmark import (
     split_excess,
     step_mode,
 )
-from kd_det.cli import MissingInput, check_inputs
+from kd_det.cli import BadConfig, MissingInput, check_inputs
 
 MODE_LABELS = {
     "student": "(a) student alone",
@@ -405,17 +406,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             Path(args.json).write_text(text)
         return
     cpu_time = torch.device(args.device).type == "cpu"
-    result, terms = run_timing_with_terms(
-        cfg,
-        args.config,
-        args.device,
-        args.warmup,
-        args.iters,
-        args.seed,
-        args.term_reps,
-        RoundReporter(cpu_time),
-        args.split,
-    )
+    try:
+        result, terms = run_timing_with_terms(
+            cfg,
+            args.config,
+            args.device,
+            args.warmup,
+            args.iters,
+            args.seed,
+            args.term_reps,
+            RoundReporter(cpu_time),
+            args.split,
+        )
+    except SplitUnavailable as err:
+        raise BadConfig(f"--{err}; drop --split for {args.config}") from None
     if not args.no_memory:
         modes = [m for m in result.modes if m not in SPLIT_MODES]  # the split modes: time only
         for mode, memory in memory_in_children(raw, modes).items():

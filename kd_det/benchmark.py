@@ -673,13 +673,8 @@ class BenchmarkResult:
         self.ratios = ratios_of({m: r.median_ms for m, r in self.modes.items()})
         cpu = {m: r.cpu_median_ms for m, r in self.modes.items()}
         self.cpu_ratios = None if None in cpu.values() else ratios_of(cpu)  # type: ignore[arg-type]
-        step, bound = self.modes[step_mode(self.modes)], self.modes["bound"]
         self.paired = paired_ratio_interval(
-            *(
-                (step.cpu_times_ms, bound.cpu_times_ms)
-                if self.cpu_time
-                else (step.times_ms, bound.times_ms)
-            )
+            self.compared_times(step_mode(self.modes)), self.compared_times("bound")
         )
 
     @property
@@ -687,6 +682,12 @@ class BenchmarkResult:
         """Whether modes compare in the process's CPU time (on CPU, when it was recorded) rather
         than wall time."""
         return self.cpu_ratios is not None and torch.device(self.device).type == "cpu"
+
+    def compared_times(self, mode: str) -> list[float]:
+        """The per-round times (ms) of ``mode`` that modes compare in: CPU time where
+        :attr:`cpu_time`, wall time otherwise."""
+        m = self.modes[mode]
+        return m.cpu_times_ms if self.cpu_time else m.times_ms
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -723,15 +724,11 @@ def split_excess(result: BenchmarkResult) -> list[SplitPart]:
     for a run without them."""
     if not set(SPLIT_MODES) <= set(result.modes):
         return []
-
-    def times(mode: str) -> list[float]:
-        m = result.modes[mode]
-        return m.cpu_times_ms if result.cpu_time else m.times_ms
-
     parts = []
     for name, num, den in SPLIT_PARTS:
-        ratio, low, high = paired_ratio_interval(times(num), times(den))
-        ms = float(np.median(np.subtract(times(num), times(den))))
+        a, b = result.compared_times(num), result.compared_times(den)
+        ratio, low, high = paired_ratio_interval(a, b)
+        ms = float(np.median(np.subtract(a, b)))
         parts.append(SplitPart(name, num, den, ratio, low, high, ms))
     return parts
 
